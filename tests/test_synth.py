@@ -1,0 +1,265 @@
+"Lesson 08 (synth): the example movie does what it says: determinism, peak ratios, D, drift, holes, files, bad input."
+import numpy as np
+import pytest
+
+from stemdefect_nb.io import Movie, as_frames, load_movie, save_dm
+from stemdefect_nb.synth import (HAADF_RATIOS, KINDS, Physics, Truth, column_peaks, column_ratios, example_movie,
+                                 msd_fit, render, render_columns, simulate)
+
+
+@pytest.fixture(scope='module')
+def small():
+    "A 6-frame 192x192 movie with holes from frame 3 (and its truth)."
+    return example_movie(6, 192, seed=11, hole_start=3)
+
+
+@pytest.fixture(scope='module')
+def clean():
+    "One noise-free frame (no shot/detector noise, no jitter, no background) with plenty of each kind."
+    return example_movie(1, 256, seed=2, noise=False, background=0, vs_density=0.3)
+
+
+def counts(movie, t):
+    "The frame's counts from the normalised frame and the movie's meta."
+    return movie[t] * movie.meta['counts_scale'] + movie.meta['counts_offset']
+
+
+# ---------------------------------------------------------------- shapes, dtypes, determinism
+def test_shapes_and_dtypes(small):
+    mv, tr = small
+    assert isinstance(mv, Movie) and isinstance(tr, Truth)
+    assert mv.shape == (6, 192, 192) and mv.frames.dtype == np.float32
+    assert mv.frames.min() == 0 and mv.frames.max() == 1
+    assert mv.px_nm == 0.03 and mv.frame_s == 2.25
+    n = len(tr)
+    assert tr.frame.shape == (n,) and tr.frame.dtype == np.int32
+    assert tr.yx.shape == (n, 2) and tr.yx.dtype == np.float32
+    assert tr.kind.dtype == np.int8 and set(np.unique(tr.kind)) <= set(range(len(KINDS)))
+    assert tr.track.dtype == np.int32 and tr.kind_names == KINDS
+    assert tr.drift_px.shape == (6, 2) and tr.per_frame().sum() == n
+    assert np.all((tr.yx >= 0) & (tr.yx < 192))
+    # tracks: mobile Mo only; static rows carry -1
+    assert np.all(np.isin(tr.kind[tr.track >= 0], [0, 1])) and np.all(tr.kind[tr.track < 0] >= 2)
+    t = tr.table()
+    assert len(t) == n and set(t.dtype.names) == {'frame', 'y', 'x', 'kind', 'name', 'track'}
+    assert all(len(tr.in_frame(i)) == c for i, c in enumerate(tr.per_frame()))
+
+
+def test_deterministic_for_a_seed():
+    m1, t1 = example_movie(3, 128, seed=7)
+    m2, t2 = example_movie(3, 128, seed=7)
+    np.testing.assert_array_equal(m1.frames, m2.frames)
+    for k in ('frame', 'yx', 'kind', 'track', 'site', 'partner', 'drift_px'):
+        np.testing.assert_array_equal(getattr(t1, k), getattr(t2, k))
+    m3, t3 = example_movie(3, 128, seed=8)
+    assert not np.array_equal(m1.frames, m3.frames)
+    np.testing.assert_array_equal(simulate(3, 128, seed=7).yx, t1.yx)     # truth does not depend on rendering
+    # a frame rendered alone gets the same noise as in the whole movie
+    one = render(t1, frames=[1])
+    np.testing.assert_allclose(counts(one, 0), counts(m1, 1), rtol=1e-5, atol=1e-3)
+
+
+def test_default_scale_truth():
+    "The default truth (no pixels): seed-like counts of defects, a dozen-plus dopants, holes from frame 50."
+    tr = simulate()
+    n = tr.per_frame()
+    assert tr.shape == (512, 512) and tr.n_frames == 100
+    assert 50 <= n[0] <= 120 and n[:50].max() <= 120
+    assert len(tr.tracks()) >= 12
+    assert tr.hole_start == 50 and not tr.hole_mask(49).any() and tr.hole_mask(50).any()
+    f = tr.in_frame(0)
+    d = np.sqrt(((f.yx[:, None] - f.yx[None]) ** 2).sum(-1)) + np.eye(len(f)) * 1e9
+    assert d.min() >= 1.0 / 0.03 - 1e-3                                    # min_sep_nm at placement
+    assert n[49] > n[0]                                                     # S vacancies accumulate with dose
+
+
+# ---------------------------------------------------------------- contrast
+def test_peak_ratios_before_noise(clean):
+    mv, tr = clean
+    c = counts(mv, 0)
+    yx, w = tr.columns(0)
+    inside = np.all((yx > 3) & (yx < 252), 1)
+    f = tr.in_frame(0)
+    sites = {'W': np.flatnonzero(inside & (w == 1.0)), 'S2': np.flatnonzero(inside & (w == HAADF_RATIOS['S2'])),
+             'Mo': f.site[f.kind <= 1], 'S': np.r_[f.site[f.kind == 2], f.partner[f.kind == 1]]}
+    assert all(len(v) >= 3 for v in sites.values()), {k: len(v) for k, v in sites.items()}
+    peaks = {k: np.median(column_peaks(c, yx[v])) for k, v in sites.items()}
+    for k in ('Mo', 'S2', 'S'):
+        assert peaks[k] / peaks['W'] == pytest.approx(HAADF_RATIOS[k], rel=0.1), (k, peaks[k] / peaks['W'])
+
+
+def test_z_exponent_ratios():
+    r = column_ratios(z_exponent=1.7)
+    assert r['Mo'] == pytest.approx(0.38, abs=0.01) and r['S2'] == pytest.approx(0.15, abs=0.01)
+    mv, tr = example_movie(1, 192, seed=2, noise=False, background=0, z_exponent=1.7)
+    yx, w = tr.columns(0)
+    c = counts(mv, 0)
+    inside = np.all((yx > 3) & (yx < 188), 1)
+    pw = np.median(column_peaks(c, yx[inside & (w == 1.0)]))
+    ps = np.median(column_peaks(c, yx[inside & (w == r['S2'])]))
+    assert ps / pw == pytest.approx(r['S2'], rel=0.1)
+
+
+def test_truth_sits_on_the_right_spots(clean):
+    "Noise-free: Mo sites dimmer than W and brighter than S2; V_W and V_S2 sites dark; V_S between S2 and nothing."
+    mv, tr = clean
+    c = counts(mv, 0) / mv.meta['w_peak_counts']                          # in W-peak units
+    f = tr.in_frame(0)
+    at = lambda k: c[tuple(np.rint(f.yx[f.kind == k]).astype(int).T)]
+    mo = np.r_[at(0), at(1)]
+    assert np.all(mo > 0.3) and np.all(mo < 0.6)                           # 0.56 sampled up to 0.5 px off centre
+    assert np.all(at(4) < 0.05) and np.all(at(3) < 0.05)                   # W and S2 vacancies: nothing there
+    assert np.all((at(2) > 0.07) & (at(2) < 0.14))                         # single S: 0.13
+    yx, w = tr.columns(0)
+    ins = np.all((yx > 3) & (yx < 252), 1)
+    wpk = c[tuple(np.rint(yx[ins & (w == 1.0)]).astype(int).T)]
+    spk = c[tuple(np.rint(yx[ins & (w == HAADF_RATIOS['S2'])]).astype(int).T)]
+    assert np.median(wpk) > mo.max() and mo.min() > np.median(spk)
+
+
+def test_render_columns_is_a_sum_of_spots():
+    rng = np.random.default_rng(0)
+    yx = rng.uniform(10, 50, (20, 2)); w = rng.uniform(0.1, 1, 20)
+    img = render_columns(yx, w, (64, 64), fwhm_px=3)
+    s = 3 / (2 * np.sqrt(2 * np.log(2)))
+    yy, xx = np.mgrid[:64, :64]
+    ref = sum(wi * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s)) for (y, x), wi in zip(yx, w))
+    np.testing.assert_allclose(img, ref, atol=1e-4)
+    jit = render_columns(yx, w, (64, 64), fwhm_px=3, jitter=np.full(64, 1.0))   # every line sees the sample 1 px to the right
+    np.testing.assert_allclose(jit, render_columns(yx - [0, 1], w, (64, 64), fwhm_px=3), atol=1e-4)
+
+
+# ---------------------------------------------------------------- dynamics
+def test_msd_recovers_D_over_a_long_movie():
+    tr = simulate(2000, 384, seed=3, hole_start=None, sputter_barn=0, drift_px_per_frame=(0, 0))
+    D, msd = msd_fit(tr)
+    assert tr.stats['hops'] > 1000
+    assert D == pytest.approx(tr.D_nm2_s, rel=0.1)
+    assert tr.rates['hop'] == pytest.approx(4 * tr.D_nm2_s / 0.318 ** 2)   # D = Γ a² / 4
+
+
+def test_hops_are_lattice_steps_and_switching_keeps_the_track():
+    tr = simulate(300, 256, seed=4, hole_start=None, drift_px_per_frame=(0, 0))
+    a_px = 0.318 / 0.03
+    n_switch = 0
+    for tk in tr.tracks().values():
+        d = np.sqrt((np.diff(tk.yx, axis=0) ** 2).sum(1))
+        moved = d[d > 1e-3]
+        # every move is a sum of nearest-neighbour hops: one hop is exactly a
+        assert np.all(moved >= a_px - 1e-3)
+        assert np.any(np.abs(moved - a_px) < 1e-3) or len(moved) == 0
+        n_switch += int(np.sum(np.diff(tk.kind) != 0))
+        p = tk.partner
+        assert np.all((p >= 0) == (tk.kind == 1))
+    assert n_switch == tr.stats['switches'] and n_switch > 10
+    # two dopants never come within min_sep
+    for t in range(0, 300, 10):
+        f = tr.in_frame(t).select(tr.in_frame(t).track >= 0)
+        if len(f) > 1:
+            d = np.sqrt(((f.yx[:, None] - f.yx[None]) ** 2).sum(-1)) + np.eye(len(f)) * 1e9
+            assert d.min() >= 1.0 / 0.03 - 1e-3
+
+
+def test_drift_as_specified():
+    tr = simulate(20, 160, seed=1, drift_px_per_frame=(0.2, -0.1), hole_start=None)
+    np.testing.assert_allclose(tr.drift_px, np.arange(20)[:, None] * [0.2, -0.1])
+    assert tr.drift_px_per_frame == (0.2, -0.1)
+    st = tr.select(tr.track < 0)
+    for s in np.unique(st.site[st.frame == 0]):
+        one = st.select(st.site == s)
+        np.testing.assert_allclose(one.yx - one.yx[0], tr.drift_px[one.frame] - tr.drift_px[one.frame[0]], atol=1e-3)
+    # default drift: a few px over 100 frames, random direction
+    d = simulate(100, 128, seed=5, hole_start=None).drift_px
+    assert 3 < np.hypot(*d[-1]) < 5
+    # the image moves with the drift: the movie's frames shift like the truth says
+    mv, tr = example_movie(2, 128, seed=1, noise=False, background=0, drift_px_per_frame=(0, 3), hole_start=None)
+    np.testing.assert_allclose(mv[1][:, 20:100], mv[0][:, 17:97], atol=2e-3)
+
+
+def test_holes_appear_at_hole_start(small):
+    mv, tr = small
+    assert tr.hole_start == 3
+    assert not any(tr.hole_mask(t).any() for t in range(3))
+    assert all(tr.hole_mask(t).any() for t in range(3, 6))
+    a = [tr.hole_mask(t).sum() for t in range(3, 6)]
+    assert a == sorted(a)                                                   # holes grow
+    m = tr.hole_mask(5, rim=True)
+    f = tr.in_frame(5)
+    assert not m[tuple(np.rint(f.yx).astype(int).T)].any()                  # no defect left inside a hole or rim
+    c = counts(mv, 5) / mv.meta['w_peak_counts']
+    assert c[tr.hole_mask(5)].mean() < 0.2 * c[~m].mean()                   # holes are dark (vacuum)
+    assert simulate(5, 128, seed=0, hole_start=None).hole_start is None
+
+
+def test_no_holes_when_hole_start_is_after_the_movie():
+    tr = simulate(3, 128, seed=0)
+    assert tr.hole_start is None and not tr.hole_mask(2).any()
+
+
+# ---------------------------------------------------------------- files
+def test_npy_and_dm4_round_trip(tmp_path):
+    mv, _ = example_movie(3, 128, seed=0)
+    np.save(tmp_path / 'ex.npy', mv.frames)
+    back = load_movie(tmp_path / 'ex.npy')
+    np.testing.assert_allclose(as_frames(back), mv.frames, atol=1e-6)
+    save_dm(tmp_path / 'ex.dm4', mv)
+    dm = load_movie(tmp_path / 'ex.dm4')
+    np.testing.assert_allclose(as_frames(dm), mv.frames, atol=1e-5)
+    assert dm.px_nm == pytest.approx(0.03) and dm.frame_s == pytest.approx(2.25)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize('kw, msg', [
+    (dict(dosse=1e4), 'unknown physics keyword'),
+    (dict(dose=0), 'dose must be positive'),
+    (dict(D_nm2_s=-1), 'D_nm2_s must be zero or positive'),
+    (dict(px_nm=float('nan')), 'px_nm must be a finite number'),
+    (dict(drift_px_per_frame=(1,)), '(vy, vx)'),
+    (dict(ratios={'W': 1}), 'keys'),
+    (dict(ratios=HAADF_RATIOS, z_exponent=1.7), 'not both'),
+    (dict(hole_start=-1), 'hole_start'),
+    (dict(probe_fwhm_nm=0.01), '1.5 px'),
+    (dict(edge_nm=3.0), 'no room for defects'),
+])
+def test_bad_physics(kw, msg):
+    with pytest.raises(ValueError, match=None) as e:
+        example_movie(2, 128, **kw)
+    assert msg in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize('n_frames, size, msg', [(0, 128, 'n_frames'), (2.5, 128, 'n_frames'), (3, 32, 'size'),
+                                                 (3, 100.0, 'size')])
+def test_bad_sizes(n_frames, size, msg):
+    with pytest.raises(ValueError, match=msg):
+        simulate(n_frames, size)
+
+
+def test_physics_defaults_documented():
+    p = Physics()
+    assert (p.px_nm, p.frame_s, p.a_nm) == (0.03, 2.25, 0.318)
+    with pytest.raises(ValueError, match='known ones are'):
+        Physics.make(nope=1)
+
+
+def test_zero_densities_and_no_dynamics():
+    mv, tr = example_movie(2, 128, seed=0, mo_density=0, vw_density=0, vs2_density=0, vs_density=0, sputter_barn=0)
+    assert len(tr) == 0 and mv.shape == (2, 128, 128) and len(tr.tracks()) == 0
+    tr = simulate(20, 192, seed=0, D_nm2_s=0, switch_on_s=0, switch_off_s=0, drift_px_per_frame=(0, 0))
+    for tk in tr.tracks().values():
+        assert np.all(tk.yx == tk.yx[0]) and np.all(tk.kind == tk.kind[0])
+
+
+def test_truth_conveniences(small):
+    _, tr = small
+    with pytest.raises(ValueError, match='0..5'):
+        tr.in_frame(6)
+    with pytest.raises(ValueError, match='unknown kind'):
+        tr.of_kind('Mo')
+    with pytest.raises(ValueError, match='seed must be'):
+        simulate(3, 128, seed=-1)
+    assert list(tr.kind_name[:3]) == [KINDS[k] for k in tr.kind[:3]]
+    cx = tr.of_kind('Mo_W+V_S')
+    p = tr.partner_yx()
+    assert np.isnan(p[tr.kind != 1]).all()
+    if len(cx):                                                             # the bound vacancy is an S2 neighbour of the Mo
+        np.testing.assert_allclose(np.hypot(*(cx.partner_yx() - cx.yx).T), 0.318 / 0.03 / np.sqrt(3), atol=1e-3)
