@@ -1,0 +1,84 @@
+"""Lesson 04 end to end: FFT labels of one frame -> network -> whole-movie extraction, scored against the synthetic truth.
+
+Slow (a network is trained for each movie, about 1-2 minutes on 2 cores). Skipped when a lesson module is
+missing. The scores are printed (pytest -s) for the record.
+"""
+import numpy as np
+import pytest
+
+synth = pytest.importorskip('stemdefect_nb.synth')
+fft = pytest.importorskip('stemdefect_nb.fft')
+labels = pytest.importorskip('stemdefect_nb.labels')
+model_mod = pytest.importorskip('stemdefect_nb.model')
+from stemdefect_nb.extract import detection_scores, extract_movie, probs_from_points  # noqa: E402
+
+# the kinds whose column contrast the FFT labels of lesson 01 see: Mo on a W site (with or without
+# its S vacancy: the Mo column is what shows), W vacancies, S2 vacancies. Single S vacancies are
+# reported separately: they change one atom of a two-atom column, too little for the labels.
+VISIBLE = ['Mo_W', 'Mo_W+V_S', 'V_W', 'V_S2']
+STRONG = ['Mo_W', 'Mo_W+V_S', 'V_W']
+
+
+def chain(n_frames=100, size=512, seed=0, **physics):
+    "The course's defaults: labels from frame 0, train, predict the movie, extract, score before the holes."
+    movie, truth = synth.example_movie(n_frames=n_frames, size=size, seed=seed, **physics)
+    frame = movie[0]
+    X, Y, Xv, Yv = labels.training_set(frame, fft.defect_map(fft.fft_subtract(frame)))
+    net, _ = model_mod.train_model(X, Y, Xv, Yv, verbose=0)
+    probs = model_mod.predict_movie(net, movie, progress=False)
+    d = extract_movie(movie, probs, progress=False)
+    pre = range(truth.hole_start if truth.hole_start is not None else truth.n_frames)
+    scores = {name: detection_scores(d, truth, frames=pre, kinds=k) for name, k in
+              (('visible', VISIBLE), ('strong', STRONG), ('all', None))}
+    for name, s in scores.items(): print(f'\n[{physics or "example movie"}] {name}: {s}')
+    return movie, truth, d, scores
+
+
+@pytest.fixture(scope='module')
+def example():
+    return chain()
+
+
+@pytest.fixture(scope='module')
+def other():
+    # another rotation, dose, pixel size and drift; the same defaults, no retuning
+    return chain(n_frames=60, seed=3, px_nm=0.035, rotation_deg=23.0, dose=1.5e4, drift_px_per_frame=(0.08, -0.05),
+                 hole_start=40)
+
+
+def test_perfect_network_loses_nothing():
+    "The extraction alone: a map with a blob at every true defect gives every defect back."
+    movie, truth = synth.example_movie(n_frames=20, size=512, seed=0)
+    probs = probs_from_points(movie.shape, truth.frame, truth.yx, radius=3, noise=0.3)
+    s = detection_scores(extract_movie(movie, probs, progress=False), truth)
+    assert s.f1 == 1.0, s
+
+
+def test_example_strong_kinds(example):
+    s = example[3]['strong']
+    assert s.f1 >= 0.95, s
+
+
+@pytest.mark.xfail(strict=False, reason='the one-frame network finds S2 vacancies in few frames besides the one it '
+                                        'was trained on (lesson 03 training recipe); the FFT labels do see them')
+def test_example_visible_kinds_f1(example):
+    s = example[3]['visible']
+    assert s.f1 >= 0.95, s
+
+
+def test_example_single_s_vacancies_are_reported(example):
+    s = example[3]['all']
+    r = s.recall_by_kind['V_S']
+    print(f'\nrecall of single S vacancies (not taught by the FFT labels): {r:.3f} of {s.n_by_kind["V_S"]}')
+    assert 0.0 <= r <= 1.0
+
+
+def test_other_settings_strong_kinds(other):
+    s = other[3]['strong']
+    assert s.f1 >= 0.90, s
+
+
+@pytest.mark.xfail(strict=False, reason='as above: S2 vacancies are rarely found outside the training frame')
+def test_other_settings_visible_kinds_f1(other):
+    s = other[3]['visible']
+    assert s.f1 >= 0.90, s
