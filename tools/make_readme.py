@@ -11,7 +11,7 @@ those outputs, so it needs no execution and catches a README that was not regene
 import base64, re, sys
 from pathlib import Path
 
-import nbformat
+from execnb.nbio import read_nb
 
 root = Path(__file__).resolve().parents[1]
 NB, README, IMG = root/'nbs'/'index.ipynb', root/'README.md', root/'docs'/'images'
@@ -58,7 +58,7 @@ def strip_outputs(text):
 
 
 def main(argv):
-    nb = nbformat.read(NB, as_version=4)
+    nb = read_nb(NB)
     if '--check' in argv:
         want = render(nb, with_outputs=False)
         have = strip_outputs(README.read_text(encoding='utf-8')) if README.exists() else ''
