@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: setup.py settings.ini | $(PY)
 
 # run the package's main job on the built-in example movie; results and figures in $(DEMO_OUT)/
 demo: $(VENV)/.installed
-	$(PY) tools/demo.py --out $(DEMO_OUT)
+	$(BIN)/stemdefect demo --out $(DEMO_OUT)
 
 # every check: clean + in-sync notebooks, README in step, notebook tests, pytest
 test: $(VENV)/.installed-dev
@@ -40,7 +40,7 @@ lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab nbs/
 
 bench: $(VENV)/.installed
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) bench/bench_all.py
 
 # after editing notebooks: export the library, clean the notebooks, regenerate README.md
 sync: $(VENV)/.installed-dev

@@ -45,7 +45,8 @@ def _outputs(cell, n):
 def render(nb, with_outputs):
     out = [HEADER]
     for n, c in enumerate(nb.cells):
-        if c.cell_type == 'markdown': out.append(c.source.strip('\n') + '\n\n')
+        # links relative to nbs/ (how they work in Jupyter) become relative to the top level
+        if c.cell_type == 'markdown': out.append(c.source.strip('\n').replace('](../', '](') + '\n\n')
         elif c.cell_type == 'code' and not _hidden(c.source) and _code(c.source):
             out.append('```python\n' + _code(c.source) + '\n```\n\n')
             parts = _outputs(c, n) if with_outputs else []
