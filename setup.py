@@ -13,7 +13,7 @@ config = ConfigParser(delimiters=['='])
 config.read(here/'settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+licenses = {'apache2': 'Apache-2.0'}   # SPDX expression (license classifiers are deprecated)
 statuses = ['Planning', 'Pre-Alpha', 'Alpha', 'Beta', 'Production/Stable', 'Mature', 'Inactive']
 lic = licenses[cfg['license']]
 py_versions = '3.10 3.11 3.12 3.13'.split()
@@ -41,12 +41,11 @@ setuptools.setup(
     long_description=(here/'README.md').read_text(encoding='utf-8') if (here/'README.md').exists() else '',
     long_description_content_type='text/markdown',
     author=cfg['author'], author_email=cfg['author_email'],
-    license=lic[0],
+    license=lic,
     url=cfg['git_url'],
     keywords=cfg['keywords'].split(),
     classifiers=['Development Status :: ' + str(cfg['status']) + ' - ' + statuses[int(cfg['status'])],
                  'Intended Audience :: ' + cfg['audience'],
-                 'License :: ' + lic[1],
                  'Natural Language :: ' + cfg['language'],
                  'Topic :: Scientific/Engineering :: Physics',
                  'Topic :: Scientific/Engineering :: Image Recognition']

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from conftest import shared_io_dir
 from stemdefect_nb import io as sio
 from stemdefect_nb.io import (Movie, as_frames, check_frames, find_gain, load_movie, normalize_movie, save_dm,
                               show_frame, to_nm)
@@ -15,15 +16,8 @@ from stemdefect_nb.io import (Movie, as_frames, check_frames, find_gain, load_mo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _shared():
-    "Same rule as the `shared_io` fixture, needed at collection time to parametrise over the manifest."
-    env = os.environ.get('STEMDEFECT_SHARED_IO')
-    for d in ([Path(env)] if env else []) + [ROOT.parent/'shared'/'data'/'io']:
-        if (d/'manifest.tsv').exists(): return d
-    return None
-
-
-SHARED = _shared()
+# the `shared_io` fixture's rule, needed at collection time to parametrise over the manifest
+SHARED = shared_io_dir()
 ROWS = list(csv.DictReader(open(SHARED/'manifest.tsv', encoding='utf-8'), delimiter='\t')) if SHARED else []
 # units of the manifest, converted here independently of the library
 NM = {'nm': 1.0, 'm': 1e9, 'µm': 1e3, 'um': 1e3, 'A': 0.1, 'pm': 1e-3, 'n_m': 1.0}
