@@ -1,6 +1,6 @@
 """stemdefect_nb.io: every file in shared/data/io, DM round trips through nionswift-io, bad input,
 lazy reading, numpy/HDF5/TIFF round trips and the seed's normalisation."""
-import ast, csv, os, re
+import ast, csv, re
 from pathlib import Path
 
 import h5py
