@@ -617,16 +617,11 @@ def _gallery(r, plt, names=None):
     return show_classes(r.clusters, names=names)
 
 def _counts(r, plt, truth):
-    from stemdefect_nb.extract import plot_counts, moving_average
-    from stemdefect_nb.trajectories import class_colours
+    from stemdefect_nb.extract import plot_counts
+    from stemdefect_nb.cluster import plot_class_counts
     fig, axs = plt.subplots(1, 2, figsize=(13, 3.8))
     plot_counts(r.defects, truth, kinds=list(VISIBLE_KINDS) if truth is not None else None, ax=axs[0])
-    T, K = r.defects.n_frames, len(r.class_averages)
-    cols, w = class_colours(list(range(1, K + 1))), min(5, T)
-    for k in range(1, K + 1):
-        c = np.bincount(r.defects.frame[r.classes == k], minlength=T)[:T]
-        axs[1].plot(np.arange(T - w + 1) + (w - 1) / 2, moving_average(c, w), color=cols[k], lw=2, label=f'class {k}')
-    axs[1].set_xlabel('Frame'); axs[1].set_ylabel(f'Defect count (moving average of {w})'); axs[1].legend(fontsize=8)
+    plot_class_counts(r.defects, r.classes, n=5, ax=axs[1])
     fig.tight_layout()
     return fig
 
