@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 import scipy.ndimage as ndi
+from scipy.spatial import cKDTree
 from dataclasses import dataclass, field
 from .io import Movie, as_frames
 
 # %% auto #0
 __all__ = ['fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio', 'fft_subtract',
            'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map', 'plot_defect_map', 'Coverage',
-           'map_coverage', 'FFTExplorer', 'explore_fft']
+           'map_coverage', 'drop_side_lobes', 'FFTExplorer', 'explore_fft']
 
 # %% ../nbs/01_fft.ipynb #13aa8431
 def _freqs(n):
@@ -350,6 +351,40 @@ def map_coverage(dmap,             # boolean map [H,W] or [T,H,W]
         names = list(kind_names) if kind_names is not None else [str(c) for c in range(kind.max() + 1 if N else 0)]
         per = {n: float(hit[kind == c].mean()) for c, n in enumerate(names) if (kind == c).any()}
     return Coverage(float(hit.mean()) if N else np.nan, float(m[bg].mean()), N, per, ex)
+
+# %% ../nbs/01_fft.ipynb #72330466
+def _drop_lobes_one(m, radius, ratio):
+    "One boolean map [H,W] without the blobs that have a >= `ratio` times larger blob within `radius` px."
+    lab, n = ndi.label(m, structure=np.ones((3, 3), bool))          # 8-connected, as lesson 04 finds blobs
+    if n < 2: return m.copy()
+    size = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    yy, xx = np.nonzero(lab)
+    l = lab[yy, xx] - 1
+    c = np.stack([np.bincount(l, yy, n), np.bincount(l, xx, n)], 1) / size[:, None]   # blob centres
+    pairs = cKDTree(c).query_pairs(radius, output_type='ndarray')
+    lobe = np.zeros(n + 1, bool)
+    if len(pairs):
+        a, b = pairs.T
+        small, big = np.where(size[a] < size[b], a, b), np.where(size[a] < size[b], b, a)
+        lobe[small[size[big] >= ratio * size[small]] + 1] = True
+    return m & ~lobe[lab]
+
+def drop_side_lobes(dmap,          # boolean defect map [H,W] or maps [T,H,W] (`defect_map`); not modified
+                    maskratio=10,  # the `maskratio` of `fft_subtract`: the ringing lies about that many px from a defect
+                    reach=1.5,     # a lobe's centre lies within reach * maskratio px of its parent's centre
+                    ratio=2.0,     # ... and its parent is at least `ratio` times larger (in px)
+                   ) -> np.ndarray:
+    "The defect map without the small blobs that the high-pass rings around larger ones (a new boolean array)."
+    m = np.asarray(dmap)
+    if m.ndim not in (2, 3): raise ValueError(f'dmap must be a map [H,W] or maps [T,H,W]; got shape {m.shape}.')
+    num = lambda v: not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v)
+    if not (num(maskratio) and maskratio > 0): raise ValueError(f'maskratio must be a number > 0, as given to fft_subtract; got {maskratio!r}.')
+    if not (num(reach) and reach > 0): raise ValueError(f'reach must be a number > 0 (in units of maskratio); got {reach!r}.')
+    if not (num(ratio) and ratio >= 1): raise ValueError(f'ratio must be a number >= 1 (parent size / lobe size); got {ratio!r}.')
+    m = m.astype(bool)
+    radius = float(reach) * float(maskratio)
+    if m.ndim == 2: return _drop_lobes_one(m, radius, float(ratio))
+    return np.stack([_drop_lobes_one(f, radius, float(ratio)) for f in m])
 
 # %% ../nbs/01_fft.ipynb #93b82ea9
 class FFTExplorer:

@@ -9,8 +9,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .io import Movie, as_frames
 
 # %% auto #0
-__all__ = ['axis_positions', 'window_positions', 'sliding_windows', 'windows_at', 'one_hot', 'dihedral', 'augment',
-           'split_positions', 'training_set']
+__all__ = ['NORMALIZE', 'axis_positions', 'window_positions', 'sliding_windows', 'windows_at', 'one_hot', 'dihedral', 'augment',
+           'split_positions', 'normalize_frames', 'training_set']
 
 # %% ../nbs/02_labels.ipynb #9d6f6f07
 def _check_window(n, window, step, axis='frame'):
@@ -178,11 +178,26 @@ def split_positions(shape,          # (H, W) or (T, H, W) of the frames
                          f'(overlapping windows: an optimistic validation score), or val_frac=0.')
     return grid(best[1]), grid(best[2])
 
-# %% ../nbs/02_labels.ipynb #9ba10135
-def _scale01(u):
-    lo, hi = float(u.min()), float(u.max())
-    return lo, (hi - lo) if hi > lo else 1.0
+# %% ../nbs/02_labels.ipynb #a8d71572
+NORMALIZE = ('std', 'minmax')   # the scalings `normalize_frames` knows
 
+def normalize_frames(a,             # frames [T,H,W] (or one frame [H,W]), any real dtype; not modified
+                     method='std',  # 'std': (x - mean) / std of each frame; 'minmax': each frame to [0, 1] (the seed)
+                    ) -> np.ndarray:
+    "Each frame scaled on its own, as float32 (a new array); a constant frame becomes 0."
+    if not isinstance(method, str) or method not in NORMALIZE:
+        raise ValueError(f"method must be 'std' (mean 0, standard deviation 1 per frame) or 'minmax' "
+                         f"(the seed: each frame from its minimum to its maximum); got {method!r}.")
+    a = np.asarray(a, np.float32)
+    ax = (-2, -1)
+    if method == 'std':
+        lo = a.mean(axis=ax, keepdims=True, dtype=np.float64).astype(np.float32)
+        span = a.std(axis=ax, keepdims=True, dtype=np.float64).astype(np.float32)
+    else:
+        lo = a.min(axis=ax, keepdims=True); span = a.max(axis=ax, keepdims=True) - lo
+    return (a - lo) / np.where(span > 0, span, 1)
+
+# %% ../nbs/02_labels.ipynb #9ba10135
 def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
                  label_map,       # class codes (or a boolean defect map), one per pixel of img
                  window=128,      # window size, px (the seed: 256)
@@ -190,12 +205,13 @@ def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
                  augment=True,    # True or an int: that many augmented copies of each training window (False/0: none)
                  val_frac=0.2,    # share of the kept windows held out for validation (0: none)
                  seed=0,          # random seed (augmentation, split='random')
-                 noise=0.0,       # std of Gaussian noise added to the augmented windows (image scaled to [0,1])
+                 noise=0.0,       # std of Gaussian noise added to the augmented windows (units of the scaled image)
                  n_classes=2,     # number of classes in label_map
                  split='space',   # 'space': validation from a separate strip; 'random': the seed's random split
+                 normalize='std', # how each frame is scaled (`normalize_frames`): 'std' or 'minmax' (the seed)
                 ) -> tuple:
-    "(X_train, Y_train, X_val, Y_val): float32 windows [N,w,w,1] scaled to [0,1], one-hot labels [N,w,w,n_classes]."
-    u = as_frames(img, 'img')
+    "(X_train, Y_train, X_val, Y_val): float32 windows [N,w,w,1] of the scaled frames, one-hot labels [N,w,w,n_classes]."
+    u = normalize_frames(as_frames(img, 'img'), normalize)
     lab = np.asarray(label_map)
     if lab.ndim == 2: lab = lab[None]
     if lab.shape != u.shape:
@@ -207,14 +223,12 @@ def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
     else: raise ValueError(f'augment must be True/False or a number of copies >= 0; got {augment!r}.')
     if not (np.isscalar(noise) and noise >= 0): raise ValueError(f'noise must be a number >= 0; got {noise!r}.')
     tr, va = split_positions(u.shape, window, step, val_frac, split, seed)
-    lo, scale = _scale01(u)
     sw_l = sliding_window_view(lab, (window, window), axis=(-2, -1))
     def cut(p, extra):
         n = len(p)
         X = np.empty(((1 + extra) * n, window, window, 1), np.float32)
         Y = np.empty(((1 + extra) * n, window, window, n_classes), np.float32)
         windows_at(u, p, window, out=X[:n, ..., 0])
-        X[:n] -= lo; X[:n] /= scale
         for s in range(0, n, 32):                                   # 32 windows at a time: bounded temporaries
             q = p[s:s + 32]
             _one_hot_into(sw_l[q[:, 0], q[:, 1], q[:, 2]], Y[s:s + len(q)])

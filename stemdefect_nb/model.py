@@ -11,11 +11,12 @@ import keras
 from keras import layers, ops
 from tqdm.auto import tqdm
 from .io import Movie, as_frames
+from .labels import NORMALIZE, normalize_frames
 
 # %% auto #0
 __all__ = ['SETTINGS_NAME', 'CropLike', 'defect_fcn', 'net_multiple', 'fcn_flops', 'defect_probability', 'pixel_scores',
            'DefectF1', 'DefectIoU', 'DefectLoss', 'TimeBudget', 'make_loss', 'train_model', 'plot_history',
-           'normalize_frames', 'predict_movie', 'save_model', 'load_model']
+           'predict_movie', 'save_model', 'load_model']
 
 # %% ../nbs/03_model.ipynb #521a071b
 @keras.saving.register_keras_serializable(package='stemdefect_nb')
@@ -216,15 +217,16 @@ def make_loss(loss='wce',         # 'ce', 'wce', 'focal', 'dice', 'wce+dice', or
 # %% ../nbs/03_model.ipynb #7949ac9c
 def train_model(X,                      # training windows [N,H,W,1] (float32, scaled like the frames)
                 Y,                      # their one-hot labels [N,H,W,C] (or a label map [N,H,W])
-                X_val=None,             # validation windows (None: stop on the training F1)
+                X_val=None,             # validation windows (None or empty: stop on the training F1)
                 Y_val=None,             # validation labels
-                epochs:int=30,          # most passes over the windows
+                epochs:int=40,          # most passes over the windows
                 batch_size:int=8,       # windows per gradient step
                 loss='wce',             # 'ce', 'wce', 'focal', 'dice', 'wce+dice' or a Keras loss (see `make_loss`)
                 defect_weight='auto',   # defect-pixel weight for 'wce'/'focal'/'wce+dice'
-                learning_rate:float=5e-3, # Adam step size
+                learning_rate:float=5e-3, # Adam step size (at the start, with the cosine schedule)
+                schedule:str='cosine',  # 'cosine': the step size decays to 2% of it over `epochs`; 'constant'
                 filters=(20, 40),       # network widths (see `defect_fcn`); ignored when `model` is given
-                patience:int=5,         # epochs without a better validation defect F1 before stopping
+                patience:int=10,        # epochs without a better validation defect F1 before stopping (with validation windows)
                 max_seconds:float|None=120, # wall-clock budget; stop after it (None: no limit)
                 seed:int|None=0,        # seeds weights and shuffling (None: not reseeded)
                 verbose:int=1,          # 1: Keras progress bar, 2: one line per epoch, 0: silent
@@ -239,22 +241,27 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
     n_classes = Y.shape[-1]
     val = None
     if (X_val is None) != (Y_val is None): raise ValueError('give both X_val and Y_val, or neither.')
-    if X_val is not None: val = _check_xy(X_val, Y_val, 'X_val', n_classes)
+    if X_val is not None and len(X_val): val = _check_xy(X_val, Y_val, 'X_val', n_classes)
+    if schedule not in ('cosine', 'constant'): raise ValueError(f"schedule must be 'cosine' or 'constant'; got {schedule!r}.")
     if model is None: model = defect_fcn(n_classes, filters=filters)
     loss_fn = make_loss(loss, Y, defect_weight)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_fn, metrics=[DefectF1(), DefectIoU()])
+    lr = learning_rate if schedule == 'constant' else keras.optimizers.schedules.CosineDecay(
+        learning_rate, decay_steps=max(1, int(epochs) * -(-len(X) // int(batch_size))), alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss_fn, metrics=[DefectF1(), DefectIoU()])
     monitor = 'val_defect_f1' if val is not None else 'defect_f1'
-    stop = keras.callbacks.EarlyStopping(monitor=monitor, mode='max', patience=patience, restore_best_weights=True)
-    cbs = [stop] + ([TimeBudget(max_seconds)] if max_seconds else []) + list(callbacks)
+    # early stopping needs held-out windows; without them the cosine schedule's last epoch is the answer
+    stop = [keras.callbacks.EarlyStopping(monitor=monitor, mode='max', patience=patience, restore_best_weights=True)] if val else []
+    cbs = stop + ([TimeBudget(max_seconds)] if max_seconds else []) + list(callbacks)
     hist = model.fit(X, Y, batch_size=batch_size, epochs=epochs, validation_data=val, shuffle=True, callbacks=cbs, verbose=verbose)
     h = hist.history
     best = int(np.argmax(h[monitor])) if h.get(monitor) else None
     hist.recipe = dict(epochs=epochs, epochs_run=len(h.get('loss', [])), best_epoch=None if best is None else best + 1,
                        best_defect_f1=None if best is None else float(h[monitor][best]), monitor=monitor,
+                       final_defect_f1=float(h[monitor][-1]) if h.get(monitor) else None,
                        batch_size=batch_size, loss=keras.saving.serialize_keras_object(loss_fn) if not isinstance(loss, str) else loss,
                        loss_config=loss_fn.get_config() if hasattr(loss_fn, 'get_config') else None,
-                       learning_rate=learning_rate, filters=[int(l.filters) for l in model.layers if l.name.startswith('enc')],
-                       patience=patience, max_seconds=max_seconds, stopped_by_time=any(getattr(c, 'stopped', False) for c in cbs if isinstance(c, TimeBudget)),
+                       learning_rate=learning_rate, schedule=schedule, filters=[int(l.filters) for l in model.layers if l.name.startswith('enc')],
+                       patience=patience, early_stopping=bool(stop), max_seconds=max_seconds, stopped_by_time=any(getattr(c, 'stopped', False) for c in cbs if isinstance(c, TimeBudget)),
                        seed=seed, n_train=len(X), n_val=0 if val is None else len(val[0]), window=list(X.shape[1:3]),
                        seconds=round(time.perf_counter() - t0, 2), backend=keras.backend.backend(), keras=keras.__version__)
     return model, hist
@@ -315,13 +322,6 @@ def _predict_fn(model, jit=False, precision='float32'):
         fns['twin'].set_weights(model.get_weights())   # follow the model if it was trained further
     return fns[key]
 
-def normalize_frames(a, # frames [T,H,W] (or one frame [H,W])
-                    ) -> np.ndarray:
-    "Each frame of `a` [T,H,W] scaled to [0, 1] (min to max); a constant frame becomes 0. Returns a new array."
-    a = np.asarray(a, np.float32)
-    lo = a.min(axis=(-2, -1), keepdims=True); span = a.max(axis=(-2, -1), keepdims=True) - lo
-    return (a - lo) / np.where(span > 0, span, 1)
-
 def _pad_to(b, m):
     "Pad frames [B,H,W] at the bottom and right to multiples of `m` (mirrored pixels where possible)."
     H, W = b.shape[-2:]; ph, pw = (-H) % m, (-W) % m
@@ -333,7 +333,7 @@ def _pad_to(b, m):
 def predict_movie(model,               # a trained defect network (`train_model`, `load_model`)
                   frames,              # a `Movie`, frames [T,H,W], or one frame [H,W]
                   batch_size:int=8,    # frames per network call (memory: ~50 MB per 512x512 frame)
-                  normalize:bool=True, # scale each frame to [0, 1] first, as the training windows were
+                  normalize='std',     # scale each frame as the training windows were: 'std' or 'minmax' (`labels.normalize_frames`); None: as given
                   progress:bool=True,  # show a tqdm progress bar
                   precision:str='float32', # 'bfloat16': convolutions in bfloat16, 1.4-2x faster on CPUs with AVX512-BF16/AMX; probabilities within ~0.05
                   jit:bool=False,      # compile with XLA (TensorFlow backend; slower on CPU, see the benchmark)
@@ -348,6 +348,10 @@ def predict_movie(model,               # a trained defect network (`train_model`
     if int(batch_size) < 1: raise ValueError(f'batch_size must be >= 1; got {batch_size}.')
     if model.input_shape[-1] != 1: raise ValueError(f'the model takes {model.input_shape[-1]} channels; predict_movie feeds 1.')
     if precision not in ('float32', 'bfloat16'): raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}.")
+    if normalize is True: normalize = 'std'
+    if normalize not in (None, False) and normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be 'std' or 'minmax', as the network's training windows were scaled (see "
+                         f"labels.normalize_frames), or None for frames scaled already; got {normalize!r}.")
     batch_size, m, fn = int(batch_size), net_multiple(model), _predict_fn(model, jit, precision)
     out = np.empty((T, H, W), np.float32)
     with tqdm(total=T, unit='frame', desc='defect probability', disable=not progress) as bar:
@@ -356,7 +360,7 @@ def predict_movie(model,               # a trained defect network (`train_model`
             if not np.isfinite(b).all():
                 bad = s + np.flatnonzero(~np.isfinite(b).all(axis=(1, 2)))
                 raise ValueError(f'frames {bad.tolist()} contain NaN or inf; fix or drop them (e.g. np.nan_to_num) first.')
-            b = normalize_frames(b) if normalize else b
+            b = normalize_frames(b, normalize) if normalize else b
             out[s:s + len(b)] = fn(_pad_to(b, m)[..., None])[:, :H, :W]
             bar.update(len(b))
     return out[0] if single else out

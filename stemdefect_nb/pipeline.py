@@ -14,8 +14,8 @@ import numpy as np
 import h5py
 from . import __version__
 from .io import Movie, as_frames, load_movie
-from .fft import fft_subtract, auto_thresholds, defect_map
-from .labels import training_set
+from .fft import fft_subtract, auto_thresholds, defect_map, drop_side_lobes
+from .labels import NORMALIZE, training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
 from .trajectories import (estimate_drift, link, split_tracks, tracks_of_class, diffusion_coefficient,
@@ -136,7 +136,7 @@ class Results:
                 f'{len(self.track_table)} tracks of >= {self.params["min_track"]}; from {src})')
 
 # %% ../nbs/07_pipeline.ipynb #6cc5bf50
-_STEP_OF = dict(train_frame='labels', maskratio='labels', label_k='labels', window='train', step='train', epochs='train',
+_STEP_OF = dict(train_frame='labels', maskratio='labels', label_k='labels', window='train', step='train', val_frac='train', epochs='train',
                 max_seconds='train', seed='train', model='train', threshold='extract', min_size='extract',
                 max_size='extract', half='extract', px_nm='extract', drift='drift', n_classes='cluster',
                 max_disp_nm='link', memory='link', min_track='diffusion', max_lag='diffusion', frame_s='diffusion')
@@ -182,7 +182,8 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             label_k:float=4.0,           # FFT labels: defect beyond median -/+ label_k robust sigma (lesson 01)
             window:int|None=None,        # training window in px; None: 128, or a quarter of a smaller frame (lesson 02)
             step:int|None=None,          # distance between training windows in px; None: window / 4 (lesson 02)
-            epochs:int=30,               # most passes over the training windows (lesson 03)
+            val_frac:float=0.0,          # share of the training windows held out for validation; 0: all of the frame trains (lesson 03)
+            epochs:int=40,               # most passes over the training windows (lesson 03)
             max_seconds:float|None=120,  # training time budget in s; None: no limit (lesson 03)
             threshold:float=0.5,         # a pixel is a defect when its probability is above this (lesson 04)
             min_size:int=5,              # keep blobs larger than this many px (lesson 04)
@@ -225,7 +226,7 @@ def _step_labels(s, p, c, progress):
     frame = as_frames(s['movie'][p['train_frame']])[0]
     diff = _call(c, fft_subtract, frame, maskratio=p['maskratio'])
     low, high = _call(c, auto_thresholds, diff, k=p['label_k'])
-    s['label_map'] = _call(c, defect_map, diff, low, high)
+    s['label_map'] = _call(c, drop_side_lobes, _call(c, defect_map, diff, low, high), maskratio=p['maskratio'])
     s['training'] = dict(label_low=low, label_high=high, label_fraction=float(s['label_map'].mean()))
 
 def _step_train(s, p, c, progress):
@@ -242,23 +243,26 @@ def _step_train(s, p, c, progress):
             s['model_bytes'] = _model_bytes(net, {})
             p['model'] = dict(path=None, trained=False)
         s['net'] = net
-        s['training'].update(given_model_settings=_plain(settings))
+        norm = settings.get('normalize', 'std')   # how the given network's training windows were scaled
+        s['training'].update(given_model_settings=_plain(settings), normalize=norm if norm in NORMALIZE else 'std')
         return
     frame = as_frames(s['movie'][p['train_frame']])[0]
     H, W = frame.shape
     p['window'] = int(p['window'] or _auto_window(H, W))
     p['step'] = int(p['step'] or max(1, p['window'] // 4))
-    X, Y, Xv, Yv = _call(c, training_set, frame, s['label_map'], window=p['window'], step=p['step'], seed=p['seed'])
+    X, Y, Xv, Yv = _call(c, training_set, frame, s['label_map'], window=p['window'], step=p['step'], val_frac=p['val_frac'],
+                          seed=p['seed'])
     net, hist = _call(c, m.train_model, X, Y, Xv, Yv, epochs=p['epochs'], max_seconds=p['max_seconds'], seed=p['seed'],
                       verbose=0, callbacks=[_epoch_bar(p['epochs'], progress)])
-    s['training'].update(recipe=_plain(hist.recipe), history=_plain(hist.history))
+    s['training'].update(recipe=_plain(hist.recipe), history=_plain(hist.history), normalize='std')
     settings = dict(frames=[p['train_frame']], maskratio=p['maskratio'], low=s['training']['label_low'],
-                    high=s['training']['label_high'], window=p['window'], step=p['step'], recipe=hist.recipe)
+                    high=s['training']['label_high'], window=p['window'], step=p['step'], normalize='std', recipe=hist.recipe)
     s['net'], s['model_bytes'] = net, _model_bytes(net, settings)
     p['model'] = dict(path=None, trained=True)
 
 def _step_predict(s, p, c, progress):
-    s['probs'] = _call(c, _model_lesson().predict_movie, s['net'], s['movie'], progress=progress)
+    s['probs'] = _call(c, _model_lesson().predict_movie, s['net'], s['movie'], normalize=s['training'].get('normalize', 'std'),
+                       progress=progress)
 
 def _step_extract(s, p, c, progress):
     s['defects'] = _call(c, extract_movie, s['movie'], s.pop('probs'), threshold=p['threshold'], min_size=p['min_size'],
@@ -303,7 +307,8 @@ def _step_transitions(s, p, c, progress):
     s['transitions'] = _call(c, transition_matrix, tracks, s['classes'], class_list=list(range(1, int(p['n_classes']) + 1)),
                              frame_s=p['frame_s'], seed=p['seed'])
 
-_CALL_STEP = dict(fft_subtract='labels', auto_thresholds='labels', defect_map='labels', training_set='train',
+_CALL_STEP = dict(fft_subtract='labels', auto_thresholds='labels', defect_map='labels', drop_side_lobes='labels',
+                  training_set='train',
                   train_model='train', predict_movie='predict', extract_movie='extract', estimate_drift='drift',
                   cluster_defects='cluster', link='link', diffusion_coefficient='diffusion', transition_matrix='transitions')
 
@@ -360,9 +365,10 @@ def _summary(self) -> str:
     lines = [f'movie       {Path(src["name"] or "an array").name}: {T} frames of {H}x{W} px, {src["px_nm"]:.4g} nm/px, '
              f'{src["frame_s"]:.4g} s/frame' + (f', gain {src["gain"]:g}' if src.get('gain') is not None else '')]
     r = self.training.get('recipe')
-    if r: lines.append(f'network     trained on frame {p["train_frame"]}: {r["epochs_run"]} epochs in {r["seconds"]:.0f} s, '
-                       f'best validation defect F1 {r["best_defect_f1"]:.3f}' if r.get('best_defect_f1') is not None
-                       else f'network     trained on frame {p["train_frame"]}: {r["epochs_run"]} epochs in {r["seconds"]:.0f} s')
+    if r:
+        f1 = (f', best validation defect F1 {r["best_defect_f1"]:.3f}' if str(r.get('monitor')).startswith('val_') else
+              f', training defect F1 {r["final_defect_f1"]:.3f} at the last epoch' if r.get('final_defect_f1') is not None else '')
+        lines.append(f'network     trained on frame {p["train_frame"]}: {r["epochs_run"]} epochs in {r["seconds"]:.0f} s{f1}')
     else: lines.append(f'network     given ({(p.get("model") or {}).get("path") or "in memory"})')
     lines.append(f'defects     {len(d)} ({len(d) / max(T, 1):.1f} per frame; {int(d.dropped.sum())} more at the edges, not kept)')
     n = np.bincount(self.classes, minlength=len(self.class_averages) + 1)[1:]

@@ -20,10 +20,10 @@ STRONG = ['Mo_W', 'Mo_W+V_S', 'V_W']
 
 
 def chain(n_frames=100, size=512, seed=0, **physics):
-    "The course's defaults: labels from frame 0, train, predict the movie, extract, score before the holes."
+    "The course's recipe: labels from frame 0 (side lobes dropped), train on all of it, predict the movie, extract, score before the holes."
     movie, truth = synth.example_movie(n_frames=n_frames, size=size, seed=seed, **physics)
     frame = movie[0]
-    X, Y, Xv, Yv = labels.training_set(frame, fft.defect_map(fft.fft_subtract(frame)))
+    X, Y, Xv, Yv = labels.training_set(frame, fft.drop_side_lobes(fft.defect_map(fft.fft_subtract(frame))), val_frac=0)
     net, _ = model_mod.train_model(X, Y, Xv, Yv, verbose=0)
     probs = model_mod.predict_movie(net, movie, progress=False)
     d = extract_movie(movie, probs, progress=False)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from stemdefect_nb.labels import (augment, axis_positions, dihedral, one_hot, sliding_windows, split_positions,
-                                  training_set, window_positions, windows_at)
+from stemdefect_nb.labels import (augment, axis_positions, dihedral, normalize_frames, one_hot, sliding_windows,
+                                  split_positions, training_set, window_positions, windows_at)
 
 
 # ------------------------------------------------------------------ the seed, transcribed (section 1.2.4)
@@ -125,7 +125,8 @@ def test_augmentation_keeps_labels_aligned(seed):
     img = np.random.default_rng(seed).random((80, 96)).astype(np.float32)
     img.flat[:2] = 0, 1                                            # so the scaling to [0, 1] changes nothing
     lab = (img > 0.7).astype(np.uint8) + (img > 0.9)               # 3 classes, a function of the pixel value
-    Xt, Yt, Xv, Yv = training_set(img, lab, window=24, step=8, augment=3, val_frac=0.25, seed=seed, n_classes=3)
+    Xt, Yt, Xv, Yv = training_set(img, lab, window=24, step=8, augment=3, val_frac=0.25, seed=seed, n_classes=3,
+                                  normalize='minmax')
     expect = (Xt[..., 0] > 0.7).astype(int) + (Xt[..., 0] > 0.9)
     np.testing.assert_array_equal(Yt.argmax(-1), expect)
     n = len(Xt) // 4
@@ -152,10 +153,9 @@ def test_training_set_shapes_and_values(frame):
     assert Xt.shape == (2 * len(tr), 32, 32, 1) and Yt.shape == (2 * len(tr), 32, 32, 2)
     assert Xv.shape == (len(va), 32, 32, 1) and Yv.shape == (len(va), 32, 32, 2)
     assert all(a.dtype == np.float32 for a in (Xt, Yt, Xv, Yv))
-    assert Xt.min() >= 0 and Xt.max() <= 1
-    scaled = (frame - frame.min()) / (frame.max() - frame.min())
+    scaled = (frame - frame.mean()) / frame.std()                  # the default: mean 0, std 1 per frame
     for k, (_, y, x) in enumerate(tr):
-        np.testing.assert_allclose(Xt[k, ..., 0], scaled[y:y + 32, x:x + 32], atol=1e-6)
+        np.testing.assert_allclose(Xt[k, ..., 0], scaled[y:y + 32, x:x + 32], atol=1e-5)
         np.testing.assert_array_equal(Yt[k, ..., 1], lab[y:y + 32, x:x + 32])
     for k, (_, y, x) in enumerate(va):
         np.testing.assert_array_equal(Yv[k, ..., 1], lab[y:y + 32, x:x + 32])
@@ -163,6 +163,28 @@ def test_training_set_shapes_and_values(frame):
     assert va[:, 1].max() == 96 - 32 and va[:, 2].max() == 112 - 32
     Xn, Yn, _, _ = training_set(frame, lab, window=32, step=8, augment=False, val_frac=0)
     assert len(Xn) == len(window_positions(frame.shape, 32, 8))
+    Xm, *_ = training_set(frame, lab, window=32, step=8, augment=False, val_frac=0, normalize='minmax')   # the seed's
+    _, y, x = np.c_[np.zeros(len(Xm), int), window_positions(frame.shape, 32, 8)][-1]
+    np.testing.assert_allclose(Xm[-1, ..., 0], ((frame - frame.min()) / np.ptp(frame))[y:y + 32, x:x + 32], atol=1e-6)
+
+
+def test_normalize_frames():
+    rng = np.random.default_rng(3)
+    u = rng.poisson(20, (4, 40, 50)).astype(np.float64) * [[[1]], [[2]], [[3]], [[4]]]   # four gains
+    keep = u.copy()
+    z = normalize_frames(u)
+    assert z.dtype == np.float32 and z.shape == u.shape
+    np.testing.assert_array_equal(u, keep)                                              # the input is untouched
+    np.testing.assert_allclose(z.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=(1, 2)), 1, atol=1e-5)
+    np.testing.assert_allclose(z[1], z[0] * 0 + normalize_frames(u[1]), atol=1e-6)      # frame by frame
+    np.testing.assert_allclose(normalize_frames(5 * u - 7), z, atol=1e-5)               # gain and offset do not matter
+    m = normalize_frames(u, 'minmax')
+    assert (m.min(axis=(1, 2)) == 0).all() and (m.max(axis=(1, 2)) == 1).all()
+    assert (normalize_frames(np.full((2, 8, 8), 3.0)) == 0).all()                       # constant: 0, never NaN
+    assert (normalize_frames(np.full((8, 8), 3.0), 'minmax') == 0).all()
+    with pytest.raises(ValueError, match="'std'"): normalize_frames(u, 'max')
+    with pytest.raises(ValueError, match="'minmax'"): normalize_frames(u, None)
 
 
 def test_training_set_frames_and_movie(frame):

@@ -106,6 +106,20 @@ def test_training_is_deterministic():
     np.testing.assert_array_equal(w[0], w[1])
 
 
+def test_cosine_schedule_and_no_validation():
+    "Without validation windows (None or empty) nothing stops early; the cosine step ends at 2% of the start."
+    X, L = dots(8, size=32, seed=6)
+    model, hist = train_model(X, L, X[:0], L[:0], epochs=3, batch_size=4, learning_rate=1e-2, verbose=0)
+    r = hist.recipe
+    assert (r['monitor'], r['n_val'], r['early_stopping'], r['schedule'], r['epochs_run']) == ('defect_f1', 0, False, 'cosine', 3)
+    assert r['final_defect_f1'] == pytest.approx(hist.history['defect_f1'][-1])
+    opt = model.optimizer
+    assert float(opt.learning_rate) == pytest.approx(1e-2 * 0.02, rel=1e-3)            # decayed by the last step
+    _, h2 = train_model(X, L, epochs=1, batch_size=4, schedule='constant', learning_rate=1e-2, verbose=0)
+    assert h2.recipe['schedule'] == 'constant'
+    with pytest.raises(ValueError, match="'cosine' or 'constant'"): train_model(X, L, epochs=1, schedule='step', verbose=0)
+
+
 def test_time_budget_stops_training():
     X, L = dots(16, size=32, seed=5)
     _, hist = train_model(X, L, epochs=50, batch_size=2, max_seconds=0.01, verbose=0)
