@@ -14,7 +14,7 @@ from .io import Movie, as_frames
 # %% auto #0
 __all__ = ['fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio', 'fft_subtract',
            'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map', 'plot_defect_map', 'Coverage',
-           'map_coverage', 'drop_side_lobes', 'FFTExplorer', 'explore_fft']
+           'map_coverage', 'drop_side_lobes', 'training_labels', 'FFTExplorer', 'explore_fft']
 
 # %% ../nbs/01_fft.ipynb #13aa8431
 def _freqs(n):
@@ -385,6 +385,24 @@ def drop_side_lobes(dmap,          # boolean defect map [H,W] or maps [T,H,W] (`
     radius = float(reach) * float(maskratio)
     if m.ndim == 2: return _drop_lobes_one(m, radius, float(ratio))
     return np.stack([_drop_lobes_one(f, radius, float(ratio)) for f in m])
+
+# %% ../nbs/01_fft.ipynb #fdb60a72
+def training_labels(diff,          # difference image [H,W] or [T,H,W] from `fft_subtract`
+                    maskratio=10,  # the `maskratio` that made `diff` (for `drop_side_lobes`)
+                    k=3.5,         # the 'auto' thresholds' number of robust standard deviations (`defect_map`)
+                    min_size=6,    # drop blobs smaller than this many px (8-connected); 0: keep all
+                   ) -> np.ndarray:
+    "The defect map as training labels: 'auto' thresholds at k, side lobes dropped, specks under min_size px dropped."
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
+        raise ValueError(f'min_size must be a whole number of px >= 0; got {min_size!r}.')
+    m = drop_side_lobes(defect_map(diff, k=k), maskratio)
+    if min_size <= 1: return m
+    def one(f):
+        lab, n = ndi.label(f, structure=np.ones((3, 3), bool))
+        keep = np.bincount(lab.ravel(), minlength=n + 1) >= min_size
+        keep[0] = False
+        return keep[lab]
+    return one(m) if m.ndim == 2 else np.stack([one(f) for f in m])
 
 # %% ../nbs/01_fft.ipynb #93b82ea9
 class FFTExplorer:

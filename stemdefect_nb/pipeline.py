@@ -14,7 +14,7 @@ import numpy as np
 import h5py
 from . import __version__
 from .io import Movie, as_frames, load_movie
-from .fft import fft_subtract, auto_thresholds, defect_map, drop_side_lobes
+from .fft import fft_subtract, auto_thresholds, defect_map, training_labels
 from .labels import NORMALIZE, training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
@@ -136,7 +136,7 @@ class Results:
                 f'{len(self.track_table)} tracks of >= {self.params["min_track"]}; from {src})')
 
 # %% ../nbs/07_pipeline.ipynb #6cc5bf50
-_STEP_OF = dict(train_frame='labels', maskratio='labels', label_k='labels', window='train', step='train', val_frac='train', epochs='train',
+_STEP_OF = dict(train_frame='labels', maskratio='labels', label_k='labels', label_min_size='labels', window='train', step='train', val_frac='train', epochs='train',
                 max_seconds='train', seed='train', model='train', threshold='extract', min_size='extract',
                 max_size='extract', half='extract', px_nm='extract', drift='drift', n_classes='cluster',
                 max_disp_nm='link', memory='link', min_track='diffusion', max_lag='diffusion', frame_s='diffusion')
@@ -179,7 +179,8 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             px_nm:float|None=None,       # pixel size in nm; None: the movie's
             frame_s:float|None=None,     # time per frame in s; None: the movie's
             maskratio:float=10,          # FFT labels: the zeroed disk's radius is frame size / maskratio (lesson 01)
-            label_k:float=4.0,           # FFT labels: defect beyond median -/+ label_k robust sigma (lesson 01)
+            label_k:float=3.5,           # FFT labels: defect beyond median -/+ label_k robust sigma (lesson 01's training_labels)
+            label_min_size:int=6,        # FFT labels: blobs smaller than this many px are dropped (lesson 01's training_labels)
             window:int|None=None,        # training window in px; None: 128, or a quarter of a smaller frame (lesson 02)
             step:int|None=None,          # distance between training windows in px; None: window / 4 (lesson 02)
             val_frac:float=0.0,          # share of the training windows held out for validation; 0: all of the frame trains (lesson 03)
@@ -226,7 +227,7 @@ def _step_labels(s, p, c, progress):
     frame = as_frames(s['movie'][p['train_frame']])[0]
     diff = _call(c, fft_subtract, frame, maskratio=p['maskratio'])
     low, high = _call(c, auto_thresholds, diff, k=p['label_k'])
-    s['label_map'] = _call(c, drop_side_lobes, _call(c, defect_map, diff, low, high), maskratio=p['maskratio'])
+    s['label_map'] = _call(c, training_labels, diff, maskratio=p['maskratio'], k=p['label_k'], min_size=p['label_min_size'])
     s['training'] = dict(label_low=low, label_high=high, label_fraction=float(s['label_map'].mean()))
 
 def _step_train(s, p, c, progress):
@@ -307,7 +308,7 @@ def _step_transitions(s, p, c, progress):
     s['transitions'] = _call(c, transition_matrix, tracks, s['classes'], class_list=list(range(1, int(p['n_classes']) + 1)),
                              frame_s=p['frame_s'], seed=p['seed'])
 
-_CALL_STEP = dict(fft_subtract='labels', auto_thresholds='labels', defect_map='labels', drop_side_lobes='labels',
+_CALL_STEP = dict(fft_subtract='labels', auto_thresholds='labels', defect_map='labels', training_labels='labels',
                   training_set='train',
                   train_model='train', predict_movie='predict', extract_movie='extract', estimate_drift='drift',
                   cluster_defects='cluster', link='link', diffusion_coefficient='diffusion', transition_matrix='transitions')

@@ -156,11 +156,11 @@ def test_predict_has_no_seams(trained):
     together = predict_movie(model, X, batch_size=8, progress=False)
     alone = np.stack([predict_movie(model, x, progress=False) for x in X])
     assert alone.shape == together.shape == X.shape
-    np.testing.assert_allclose(alone, together, atol=1e-6)
-    np.testing.assert_allclose(predict_movie(model, Movie(X), batch_size=2, progress=False), together, atol=1e-6)
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+    np.testing.assert_allclose(predict_movie(model, Movie(X), batch_size=2, progress=False), together, atol=1e-5)
     reads = []
     lazy = Movie(LazyFrames(lambda i: reads.append(i) or X[i], len(X), X.shape[1:]))       # read on demand
-    np.testing.assert_allclose(predict_movie(model, lazy, batch_size=2, progress=False), together, atol=1e-6)
+    np.testing.assert_allclose(predict_movie(model, lazy, batch_size=2, progress=False), together, atol=1e-5)
     assert sorted(reads) == list(range(len(X)))                                           # each frame read once
     # the whole frame vs a crop of it: far from the crop's edges the maps agree (the receptive field is local)
     crop = predict_movie(model, X[0, 8:56, 8:56], progress=False)

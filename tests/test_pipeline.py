@@ -55,7 +55,7 @@ def test_analyze_fields_and_parameters(small):
     p = r.params
     assert p['n_classes'] == 5 and p['train_frame'] == 0 and p['window'] == 64 and p['step'] == 16
     assert p['px_nm'] == movie.px_nm and p['frame_s'] == movie.frame_s and p['model'] == dict(path=None, trained=True)
-    assert set(p['calls']) == {'fft_subtract', 'auto_thresholds', 'defect_map', 'drop_side_lobes', 'training_set', 'train_model',
+    assert set(p['calls']) == {'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
                                'predict_movie', 'extract_movie', 'estimate_drift', 'cluster_defects', 'link',
                                'diffusion_coefficient', 'transition_matrix'}
     assert p['calls']['extract_movie'] == dict(threshold=0.5, min_size=5, max_size=700, half=16)
