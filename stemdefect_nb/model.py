@@ -217,7 +217,7 @@ def make_loss(loss='wce',         # 'ce', 'wce', 'focal', 'dice', 'wce+dice', or
 # %% ../nbs/03_model.ipynb #7949ac9c
 def train_model(X,                      # training windows [N,H,W,1] (float32, scaled like the frames)
                 Y,                      # their one-hot labels [N,H,W,C] (or a label map [N,H,W])
-                X_val=None,             # validation windows (None or empty: stop on the training F1)
+                X_val=None,             # validation windows (None or empty: no early stopping, the last epoch is kept)
                 Y_val=None,             # validation labels
                 epochs:int=40,          # most passes over the windows
                 batch_size:int=8,       # windows per gradient step
@@ -233,7 +233,7 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
                 model=None,             # a network to continue training (None: a new `defect_fcn`)
                 callbacks=(),           # more Keras callbacks
                ):
-    "Train the defect network with an imbalance-aware loss and early stopping on the defect F1; returns (model, history)."
+    "Train the defect network with an imbalance-aware loss, a cosine step schedule and early stopping on the validation defect F1; returns (model, history)."
     t0 = time.perf_counter()
     if seed is not None: keras.utils.set_random_seed(int(seed))
     n_classes = None if model is None else int(model.output_shape[-1])
