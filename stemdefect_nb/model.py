@@ -404,11 +404,13 @@ def save_model(model,                 # the trained network
 
 def load_model(path,                  # a '.keras' file written by `save_model` (any Keras 3 `.keras` file works)
               ) -> tuple:
-    "Read a network and its settings: `(model, settings)`; settings is {} when the file has none."
+    "Read a network and its settings: `(model, settings)`; {} when the file has none, 'normalize' filled in for older files."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'no model file at {path}.')
     if not zipfile.is_zipfile(path): raise ValueError(f'{path} is not a Keras 3 .keras file (a zip archive).')
     model = keras.saving.load_model(path)
     with zipfile.ZipFile(path) as z:
         settings = json.loads(z.read(SETTINGS_NAME)) if SETTINGS_NAME in z.namelist() else {}
+    if settings and settings.get('normalize') not in NORMALIZE:
+        settings['normalize'] = 'minmax'   # saved before the setting existed: trained on the seed's [0, 1] windows
     return model, settings

@@ -15,7 +15,7 @@ import h5py
 from . import __version__
 from .io import Movie, as_frames, load_movie
 from .fft import fft_subtract, auto_thresholds, defect_map, training_labels
-from .labels import NORMALIZE, training_set
+from .labels import training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
 from .trajectories import (estimate_drift, link, split_tracks, tracks_of_class, diffusion_coefficient,
@@ -244,8 +244,8 @@ def _step_train(s, p, c, progress):
             s['model_bytes'] = _model_bytes(net, {})
             p['model'] = dict(path=None, trained=False)
         s['net'] = net
-        norm = settings.get('normalize', 'std')   # how the given network's training windows were scaled
-        s['training'].update(given_model_settings=_plain(settings), normalize=norm if norm in NORMALIZE else 'std')
+        # how the given network's training windows were scaled (`load_model` says; a network in memory: today's default)
+        s['training'].update(given_model_settings=_plain(settings), normalize=settings.get('normalize', 'std'))
         return
     frame = as_frames(s['movie'][p['train_frame']])[0]
     H, W = frame.shape

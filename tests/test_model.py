@@ -194,6 +194,9 @@ def test_save_load_round_trip(trained, tmp_path):
     np.testing.assert_array_equal(predict_movie(m2, X, progress=False), predict_movie(model, X, progress=False))
     assert s2['maskratio'] == 10 and s2['low'] == pytest.approx(0.25) and s2['recipe']['seed'] == 0
     assert s2['saved_with']['multiple'] == 4
+    assert s2['normalize'] == 'minmax'           # saved without the setting (as before it existed): the seed's scaling
+    (tmp_path / 'other').mkdir()
+    assert load_model(save_model(model, tmp_path / 'other' / 'std.keras', dict(normalize='std')))[1]['normalize'] == 'std'
     assert isinstance(m2.loss, DefectLoss) and m2.loss.class_weights == model.loss.class_weights
     assert {SETTINGS_NAME, 'config.json'} <= set(__import__('zipfile').ZipFile(path).namelist())
     assert keras.saving.load_model(path) is not None                  # a plain Keras file too
@@ -203,7 +206,7 @@ def test_save_load_round_trip(trained, tmp_path):
     assert path.read_bytes() == before
     save_model(m2, path, {'note': 'again'}, overwrite=True)
     assert load_model(path)[1]['note'] == 'again'
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['net.keras']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['net.keras', 'other']
 
 
 def test_save_load_errors(trained, tmp_path):
