@@ -14,7 +14,8 @@ from .io import Movie, as_frames
 # %% auto #0
 __all__ = ['fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio', 'fft_subtract',
            'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map', 'plot_defect_map', 'Coverage',
-           'map_coverage', 'drop_side_lobes', 'training_labels', 'FFTExplorer', 'explore_fft']
+           'map_coverage', 'drop_side_lobes', 'training_labels', 'mean_frame', 'frame_labels', 'FFTExplorer',
+           'explore_fft']
 
 # %% ../nbs/01_fft.ipynb #13aa8431
 def _freqs(n):
@@ -353,11 +354,12 @@ def map_coverage(dmap,             # boolean map [H,W] or [T,H,W]
     return Coverage(float(hit.mean()) if N else np.nan, float(m[bg].mean()), N, per, ex)
 
 # %% ../nbs/01_fft.ipynb #72330466
-def _drop_lobes_one(m, radius, ratio):
-    "One boolean map [H,W] without the blobs that have a >= `ratio` times larger blob within `radius` px."
+def _drop_lobes_one(m, radius, ratio, w=None):
+    "One boolean map [H,W] without the blobs that have a >= `ratio` times larger (or, with weights w [H,W], heavier) blob within `radius` px."
     lab, n = ndi.label(m, structure=np.ones((3, 3), bool))          # 8-connected, as lesson 04 finds blobs
     if n < 2: return m.copy()
     size = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    mass = size if w is None else np.bincount(lab.ravel(), np.ravel(w), minlength=n + 1)[1:]
     yy, xx = np.nonzero(lab)
     l = lab[yy, xx] - 1
     c = np.stack([np.bincount(l, yy, n), np.bincount(l, xx, n)], 1) / size[:, None]   # blob centres
@@ -365,14 +367,15 @@ def _drop_lobes_one(m, radius, ratio):
     lobe = np.zeros(n + 1, bool)
     if len(pairs):
         a, b = pairs.T
-        small, big = np.where(size[a] < size[b], a, b), np.where(size[a] < size[b], b, a)
-        lobe[small[size[big] >= ratio * size[small]] + 1] = True
+        small, big = np.where(mass[a] < mass[b], a, b), np.where(mass[a] < mass[b], b, a)
+        lobe[small[mass[big] >= ratio * mass[small]] + 1] = True
     return m & ~lobe[lab]
 
 def drop_side_lobes(dmap,          # boolean defect map [H,W] or maps [T,H,W] (`defect_map`); not modified
                     maskratio=10,  # the `maskratio` of `fft_subtract`: the ringing lies about that many px from a defect
                     reach=1.5,     # a lobe's centre lies within reach * maskratio px of its parent's centre
-                    ratio=2.0,     # ... and its parent is at least `ratio` times larger (in px)
+                    ratio=2.0,     # ... and its parent is at least `ratio` times larger (in px; with `diff`, in weight)
+                    diff=None,     # the difference image(s) behind `dmap`: compare blobs by weight, the sum of |diff - median|
                    ) -> np.ndarray:
     "The defect map without the small blobs that the high-pass rings around larger ones (a new boolean array)."
     m = np.asarray(dmap)
@@ -383,8 +386,13 @@ def drop_side_lobes(dmap,          # boolean defect map [H,W] or maps [T,H,W] (`
     if not (num(ratio) and ratio >= 1): raise ValueError(f'ratio must be a number >= 1 (parent size / lobe size); got {ratio!r}.')
     m = m.astype(bool)
     radius = float(reach) * float(maskratio)
-    if m.ndim == 2: return _drop_lobes_one(m, radius, float(ratio))
-    return np.stack([_drop_lobes_one(f, radius, float(ratio)) for f in m])
+    if diff is not None:
+        d = np.asarray(diff, np.float32)
+        if d.shape != m.shape: raise ValueError(f'diff must have the shape of dmap {m.shape}; got {d.shape}.')
+        w = np.abs(d - np.median(d.reshape(-1, *d.shape[-2:]), axis=(1, 2)).reshape((-1, 1, 1) if d.ndim == 3 else ()))
+    else: w = None
+    if m.ndim == 2: return _drop_lobes_one(m, radius, float(ratio), w)
+    return np.stack([_drop_lobes_one(f, radius, float(ratio), None if w is None else w[i]) for i, f in enumerate(m)])
 
 # %% ../nbs/01_fft.ipynb #fdb60a72
 def training_labels(diff,          # difference image [H,W] or [T,H,W] from `fft_subtract`
@@ -395,7 +403,7 @@ def training_labels(diff,          # difference image [H,W] or [T,H,W] from `fft
     "The defect map as training labels: 'auto' thresholds at k, side lobes dropped, specks under min_size px dropped."
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f'min_size must be a whole number of px >= 0; got {min_size!r}.')
-    m = drop_side_lobes(defect_map(diff, k=k), maskratio)
+    m = drop_side_lobes(defect_map(diff, k=k), maskratio, diff=diff)
     if min_size <= 1: return m
     def one(f):
         lab, n = ndi.label(f, structure=np.ones((3, 3), bool))
@@ -403,6 +411,63 @@ def training_labels(diff,          # difference image [H,W] or [T,H,W] from `fft
         keep[0] = False
         return keep[lab]
     return one(m) if m.ndim == 2 else np.stack([one(f) for f in m])
+
+# %% ../nbs/01_fft.ipynb #7970cf3d
+def _shift_between(ref, f, max_px):
+    "Sub-pixel (dy, dx) that moves frame f onto ref (phase correlation; the peak nearest zero, within max_px)."
+    H, W = ref.shape
+    w = np.outer(_hann(H), _hann(W))
+    A, B = sfft.fft2((ref - ref.mean()) * w), sfft.fft2((f - f.mean()) * w)
+    X = A * np.conj(B)
+    r = np.real(sfft.ifft2(X))
+    m = int(np.ceil(max_px))
+    dy, dx = np.arange(-m, m + 1) % H, np.arange(-m, m + 1) % W
+    win = r[np.ix_(dy, dx)]
+    iy, ix = np.unravel_index(np.argmax(win), win.shape)
+    def sub(c, m_, p_):                                                # parabola through the peak and its neighbours
+        d = m_ - 2 * c + p_
+        return 0.0 if d >= 0 else 0.5 * (m_ - p_) / d
+    sy, sx = iy - m, ix - m
+    oy = sub(r[sy % H, sx % W], r[(sy - 1) % H, sx % W], r[(sy + 1) % H, sx % W])
+    ox = sub(r[sy % H, sx % W], r[sy % H, (sx - 1) % W], r[sy % H, (sx + 1) % W])
+    return sy + oy, sx + ox
+
+def mean_frame(img,            # a `Movie` or frames [T,H,W]
+               start=0,        # the first frame
+               n=2,            # how many consecutive frames to average
+               max_shift_px=2, # largest drift between the first and any other of the n frames, px
+              ) -> np.ndarray:
+    "The mean of n consecutive frames, each shifted onto the first (phase correlation): the noise falls as 1/sqrt(n)."
+    u = as_frames(img, 'img')
+    T = len(u)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f'n must be a whole number of frames >= 1; got {n!r}.')
+    if not 0 <= start < T: raise ValueError(f'start must be a frame of the movie (0..{T - 1}); got {start}.')
+    if start + n > T: raise ValueError(f'frames {start}..{start + n - 1} are asked for but the movie has {T}: use a smaller n or start.')
+    ref = np.asarray(u[start], np.float64)
+    acc = ref.copy()
+    for t in range(start + 1, start + n):
+        f = np.asarray(u[t], np.float64)
+        dy, dx = _shift_between(ref, f, max_shift_px)
+        acc += np.real(sfft.ifft2(ndi.fourier_shift(sfft.fft2(f), (dy, dx))))
+    return (acc / n).astype(np.float32)
+
+def frame_labels(img,              # a `Movie` or frames [T,H,W]
+                 frame=0,          # the frame the labels are for (the training frame)
+                 n_frames=2,       # average this many frames from `frame` on (`mean_frame`; fewer where the movie ends); 1: that frame alone
+                 maskratio='auto', # the FFT mask (`fft_subtract`); 'auto': `suggest_maskratio` of the frames
+                 k=3.5,            # `training_labels`: thresholds at median -/+ k robust sigma
+                 min_size=6,       # `training_labels`: smallest blob kept, px
+                ) -> np.ndarray:
+    "Lesson 03's training labels in one call: the mean of n frames, its FFT difference image, `training_labels` (boolean [H,W])."
+    u = as_frames(img, 'img')
+    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
+        raise ValueError(f'n_frames must be a whole number >= 1; got {n_frames!r}.')
+    if not 0 <= frame < len(u): raise ValueError(f'frame must be a frame of the movie (0..{len(u) - 1}); got {frame}.')
+    m = mean_frame(u, frame, min(int(n_frames), len(u) - frame))
+    mr = suggest_maskratio(m) if isinstance(maskratio, str) and maskratio == 'auto' else maskratio
+    return training_labels(fft_subtract(m, mr), mr, k=k, min_size=min_size)
+
 
 # %% ../nbs/01_fft.ipynb #93b82ea9
 class FFTExplorer:

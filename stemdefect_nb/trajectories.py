@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft as sfft
 from scipy.linalg import logm
-from scipy.optimize import linear_sum_assignment
+import scipy.ndimage as ndi
+from scipy.optimize import linear_sum_assignment, minimize
+from scipy.spatial import cKDTree
+from scipy.special import logsumexp
 from .io import Movie, as_frames
+from .fft import lattice_model, lattice_period
 from .extract import Defects, match_points
 
 # %% auto #0
@@ -18,7 +22,8 @@ __all__ = ['WS2_A_NM', 'match_to_truth', 'class_colours', 'broom_plot', 'window_
            'brightest_spots', 'prediction_ellipse', 'seed_diffusion', 'plot_flows', 'plot_r_t', 'estimate_drift',
            'correct_drift', 'link', 'Track', 'split_tracks', 'tracks_of_class', 'LinkScore', 'linking_accuracy', 'MSD',
            'msd', 'Diffusion', 'diffusion_coefficient', 'plot_msd', 'Transitions', 'transition_matrix',
-           'class_averages', 'plot_transitions', 'FlowExplorer', 'explore_flows']
+           'class_averages', 'plot_transitions', 'neighbour_deficit', 'moving_tracks', 'Switching', 'switching_hmm',
+           'FlowExplorer', 'explore_flows']
 
 # %% ../nbs/06_trajectories.ipynb #4f0c054a
 def match_to_truth(x,                # detections: a `Defects` or a pair (frame [N], yx [N,2]) in px
@@ -946,6 +951,215 @@ def plot_transitions(trans,           # a `Transitions`
     ax.set_xlabel('class at the next frame'); ax.set_ylabel('class at frame t')
     ax.set_title('class changes along the tracks' + (f' (dt = {trans.frame_s:g} s)' if trans.frame_s else ''))
     return ax
+
+# %% ../nbs/06_trajectories.ipynb #08c0e733
+def neighbour_deficit(frames,          # a `Movie` or frames [T,H,W]
+                      x,               # the defects: a `Defects` or a pair (frame [N], yx [N,2]) in px
+                      period_px=None,  # spacing of the main lattice fringes, px (`fft.lattice_period`); None: measured
+                      sigma_px=None,   # matched-filter width, px (about the probe's sigma); None: period / 7
+                      maskratio=10,    # what is not lattice for `fft.lattice_model` (lesson 01)
+                     ) -> np.ndarray:
+    "Contrast of the weakest of the three S2 columns around each defect's metal site, in noise sigma [N] (NaN: off the lattice)."
+    u = as_frames(frames, 'frames')
+    f, yx, _, _ = _table(x)
+    T, H, W = u.shape
+    if len(f) and (f.min() < 0 or f.max() >= T):
+        raise ValueError(f'the defects are in frames {f.min()}..{f.max()} but the movie has {T} frames: give the movie they came from.')
+    P = float(lattice_period(u) if period_px is None else period_px)
+    if not np.isfinite(P) or P <= 2:
+        raise ValueError(f'no usable lattice period ({P}): give period_px, the spacing of the lattice fringes in px.')
+    a = 2 * P / math.sqrt(3)                     # W-W distance, px
+    r_s = a / math.sqrt(3)                       # W to S2 column, px
+    sig = P / 7 if sigma_px is None else float(sigma_px)
+    out = np.full(len(f), np.nan)
+    th = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    size = int(round(a / 2)) | 1
+    for t in np.unique(f):
+        rows = np.flatnonzero(f == t)
+        fr = np.asarray(u[t], np.float32)
+        L = lattice_model(fr, maskratio=maskratio)
+        R = ndi.gaussian_filter(fr - fr.mean() - L, sig)               # matched filter of the residual
+        R = R - ndi.gaussian_filter(R, 4 * P)                           # minus the slow background
+        noise = 1.4826 * np.median(np.abs(R - np.median(R)))
+        peaks = np.argwhere((L == ndi.maximum_filter(L, size=size)) & (L > 0.5 * L.max()))
+        if not len(peaks) or not noise > 0: continue
+        d, i = cKDTree(peaks).query(yx[rows])
+        ok = d < a / 2                                                  # snapped to the nearest metal (W) site
+        p = peaks[i[ok]].astype(float)
+        ring = ndi.map_coordinates(L, [p[:, :1] + r_s * np.sin(th), p[:, 1:] + r_s * np.cos(th)], order=1)
+        phi = -np.angle((ring * np.exp(-3j * th)).sum(1)) / 3           # the S2 columns: the ring's 3-fold maxima
+        ang = phi[:, None] + 2 * np.pi * np.arange(3) / 3
+        v = ndi.map_coordinates(R, [p[:, :1] + r_s * np.sin(ang), p[:, 1:] + r_s * np.cos(ang)], order=1)
+        out[rows[ok]] = v.min(1) / noise
+    return out
+
+def moving_tracks(tracks,                  # list of `Track` (`split_tracks`, drift removed)
+                  px_nm,                   # pixel size, nm
+                  min_step_nm=WS2_A_NM / 2,  # a step longer than this between consecutive observations is a hop
+                  min_length=10,           # keep tracks of at least this many detections
+                 ) -> list:
+    "The tracks that hop at least once: the mobile dopants, told from static defects without their class."
+    _check_units(px_nm, 1.0)
+    lim = min_step_nm / px_nm
+    return [t for t in tracks if len(t) >= min_length and (np.hypot(*np.diff(t.yx, axis=0).T) > lim).any()]
+
+
+# %% ../nbs/06_trajectories.ipynb #de8a9ee1
+@dataclass(repr=False)
+class Switching:
+    "A two-state hidden Markov model fitted along tracks: switching rates with error bars, and each detection's state."
+    rates_per_s: np.ndarray     # [2,2] rate matrix Q, 1/s: Q[0,1] high -> low, Q[1,0] low -> high (diagonal: minus the rate out)
+    rates_se: np.ndarray        # [2,2] standard error of the rates, 1/s (from the curvature of the likelihood)
+    rates_ci95: np.ndarray      # [2,2,2] 95% interval of the rates, 1/s
+    means: np.ndarray           # [2] mean value of each state (state 0: the higher)
+    sds: np.ndarray             # [2] spread of the values in each state
+    p_low: np.ndarray           # [N] posterior probability of state 1 (the lower values) for each detection; NaN off the tracks
+    state: np.ndarray           # int [N] the likelier state of each detection; -1 off the tracks
+    loglik: float               # log-likelihood at the fit
+    n_obs: int                  # values used
+    n_steps: int                # steps between consecutive observations of a track
+    n_tracks: int               # tracks with at least one value
+    frame_s: float              # time per frame, s
+    message: str = ''           # anything to know
+    outliers: float = 0.0       # fitted share of values that belong to neither state (spread evenly over their range)
+    def rate(self, i, j) -> tuple:
+        "The rate from state i to state j (0 or 1), 1/s, and its standard error: (rate, se)."
+        return float(self.rates_per_s[i, j]), float(self.rates_se[i, j])
+    def rate_ci(self, i, j) -> tuple:
+        "The 95% interval of the rate from state i to state j, 1/s: (low, high)."
+        return float(self.rates_ci95[i, j, 0]), float(self.rates_ci95[i, j, 1])
+    def __repr__(self):
+        r = lambda i, j: f'{self.rates_per_s[i, j]:.4g} ± {self.rates_se[i, j]:.2g} /s (95%: {self.rates_ci95[i, j, 0]:.3g}..{self.rates_ci95[i, j, 1]:.3g})'
+        msg = f'\n{self.message}' if self.message else ''
+        return (f'Switching ({self.n_tracks} tracks, {self.n_obs} values, {self.n_steps} steps; states at {self.means[0]:.3g} ± {self.sds[0]:.2g} '
+                f'and {self.means[1]:.3g} ± {self.sds[1]:.2g})\n  high -> low: {r(0, 1)}\n  low -> high: {r(1, 0)}' + msg)
+
+def _hmm_arrays(seqs):
+    "Pad sequences (frames [n], values [n], rows [n]) to [S,L] arrays: values, frame gaps, mask, rows."
+    S, L = len(seqs), max(len(v) for _, v, _ in seqs)
+    V, G, M, R = np.zeros((S, L)), np.ones((S, L)), np.zeros((S, L), bool), np.full((S, L), -1, np.int64)
+    for i, (f, v, r) in enumerate(seqs):
+        n = len(v); V[i, :n], M[i, :n], R[i, :n] = v, True, r
+        G[i, 1:n] = np.diff(f)
+    return V, G, M, R
+
+def _hmm_parts(th, V, G, lu):
+    "Stationary distribution, per-step transition matrices [S,L,2,2] and log emission densities [S,L,2] for parameters th."
+    kon, koff = math.exp(th[0]), math.exp(th[1])                  # per frame
+    mu = np.array([th[2], th[2] - math.exp(th[3])]); sd = np.exp(th[4:6])
+    eps = 1 / (1 + math.exp(-th[6]))                              # outlier share; lu: log density of an outlier
+    pi = np.array([koff, kon]) / (kon + koff)
+    e = np.exp(-(kon + koff) * G)[..., None, None]
+    P = pi + e * (np.eye(2) - pi)                                 # exp(Q g) for a two-state chain, g frames apart
+    lg = -0.5 * ((V[..., None] - mu) / sd)**2 - np.log(sd) - 0.5 * math.log(2 * math.pi)
+    return pi, P, np.logaddexp(math.log1p(-eps) + lg, math.log(eps) + lu)
+
+def _hmm_nll(th, V, G, M, lu):
+    "Minus the log-likelihood (forward algorithm in logs, all tracks at once)."
+    pi, P, le = _hmm_parts(th, V, G, lu)
+    lP = np.log(np.maximum(P, 1e-300))
+    la = np.log(pi) + le[:, 0]
+    for t in range(1, V.shape[1]):
+        nxt = logsumexp(la[:, :, None] + lP[:, t], axis=1) + le[:, t]
+        la = np.where(M[:, t, None], nxt, la)
+    return -float(logsumexp(la, axis=1).sum())
+
+def _hmm_posterior(th, V, G, M, lu):
+    "Posterior probability of state 1 at every observation [S,L] (forward-backward in logs)."
+    pi, P, le = _hmm_parts(th, V, G, lu)
+    lP = np.log(np.maximum(P, 1e-300))
+    S, L = V.shape
+    la = np.zeros((S, L, 2)); lb = np.zeros((S, L, 2))
+    la[:, 0] = np.log(pi) + le[:, 0]
+    for t in range(1, L): la[:, t] = logsumexp(la[:, t - 1, :, None] + lP[:, t], axis=1) + le[:, t]
+    for t in range(L - 2, -1, -1):
+        nb = logsumexp(lP[:, t + 1] + (le[:, t + 1] + lb[:, t + 1])[:, None, :], axis=2)
+        lb[:, t] = np.where(M[:, t + 1, None], nb, 0.0)
+    g = la + lb
+    return np.exp(g[..., 1] - logsumexp(g, axis=2))
+
+def _hessian(fun, x, h=1e-3):
+    n = len(x); H = np.zeros((n, n)); E = np.eye(n) * h
+    for i in range(n):
+        for j in range(i, n):
+            H[i, j] = H[j, i] = (fun(x + E[i] + E[j]) - fun(x + E[i] - E[j]) - fun(x - E[i] + E[j]) + fun(x - E[i] - E[j])) / (4 * h * h)
+    return H
+
+def switching_hmm(tracks,          # list of `Track` (`split_tracks`); or a list of value sequences, one per track (frames consecutive)
+                  values=None,     # [N] one number per detection (indexed by `Track.rows`), e.g. `neighbour_deficit`; NaN: not seen
+                  frame_s=None,    # time per frame, s
+                  max_gap=3,       # a track's observations more than this many frames apart are treated as separate tracks
+                  max_missing=0.05,  # tracks with a larger share of NaN values are left out (`neighbour_deficit`: not on a metal site)
+                  guess_rate_per_frame=0.05,  # starting guess of both switching probabilities per frame
+                  max_rate_per_frame=1.0,     # the rates are fitted up to this many switches per frame
+                 ) -> Switching:
+    "Fit a two-state continuous-time Markov chain seen through Gaussian noise to values along tracks: rates (1/s) with error bars."
+    if frame_s is None: raise ValueError('give frame_s, the time per frame in s: the rates are per second.')
+    _check_units(1.0, frame_s)
+    seqs, left_out = [], 0
+    for t in tracks:
+        if isinstance(t, Track):
+            if values is None: raise ValueError('with `Track`s give values=[N], one number per detection.')
+            f, r = np.asarray(t.frame), np.asarray(t.rows)
+            v = np.asarray(values, float).reshape(-1)[r]
+        else:
+            v = np.asarray(t, float).reshape(-1); f = np.arange(len(v)); r = np.full(len(v), -1)
+        ok = np.isfinite(v)
+        if len(v) and (~ok).mean() > max_missing: left_out += 1; continue
+        f, v, r = f[ok], v[ok], r[ok]
+        cut = np.flatnonzero(np.diff(f) > max_gap) + 1
+        seqs += [s for s in zip(np.split(f, cut), np.split(v, cut), np.split(r, cut)) if len(s[1])]
+    n_obs = sum(len(v) for _, v, _ in seqs); n_steps = sum(len(v) - 1 for _, v, _ in seqs)
+    N = len(np.asarray(values).reshape(-1)) if values is not None else 0
+    nan2 = np.full((2, 2), np.nan)
+    def empty(msg):
+        warnings.warn('switching_hmm: ' + msg)
+        return Switching(nan2.copy(), nan2.copy(), np.full((2, 2, 2), np.nan), np.full(2, np.nan), np.full(2, np.nan),
+                         np.full(N, np.nan), np.full(N, -1), float('nan'), n_obs, n_steps, len(seqs), float(frame_s), msg)
+    if n_steps < 10:
+        return empty(f'only {n_steps} steps along the tracks (tracks of one point, or nothing linked): no rates.'
+                     + (f' {left_out} track(s) left out: more than {max_missing:.0%} of their values are NaN.' if left_out else ''))
+    allv = np.concatenate([v for _, v, _ in seqs])
+    if np.ptp(allv) == 0: raise ValueError('the values are all the same: there is nothing to tell two states apart.')
+    V, G, M, R = _hmm_arrays(seqs)
+    lu = -math.log(np.ptp(allv))                                  # an outlier: anywhere in the range of the values
+    q = np.quantile(allv, [0.1, 0.5, 0.9]); s0 = max(float(1.4826 * np.median(np.abs(allv - q[1]))) / 2, 1e-9)
+    k0, kmax = math.log(guess_rate_per_frame), math.log(max_rate_per_frame)
+    th0 = np.array([k0, k0, q[2], math.log(max(q[2] - q[0], 1e-9)), math.log(s0), math.log(s0), math.log(0.02 / 0.98)])
+    bounds = [(math.log(1e-6), kmax)] * 2 + [(None, None), (math.log(1e-3 * s0), None)] + [(math.log(1e-3 * s0), None)] * 2 + \
+             [(math.log(1e-4 / (1 - 1e-4)), 0.0)]                  # outliers: 0.01% to half of the values
+    nll = lambda th: _hmm_nll(th, V, G, M, lu)
+    with np.errstate(over='ignore', under='ignore'):
+        th = minimize(nll, th0, method='Nelder-Mead', bounds=bounds, options=dict(maxiter=4000, xatol=1e-4, fatol=1e-4)).x
+        th = minimize(nll, th, method='L-BFGS-B', bounds=bounds).x
+        H = _hessian(nll, th)
+    msgs = []
+    lo_b = np.array([b[0] if b[0] is not None else -np.inf for b in bounds]); hi_b = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
+    free = np.flatnonzero((th - lo_b > 1e-3) & (hi_b - th > 1e-3))            # parameters not held by a bound
+    try:
+        if not (0 in free and 1 in free): raise np.linalg.LinAlgError
+        C = np.linalg.inv(H[np.ix_(free, free)]); se = np.sqrt(np.diag(C)[:2])
+        if not np.all(np.isfinite(se)) or np.any(np.diag(C)[:2] <= 0): raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        se = np.full(2, np.nan); msgs.append('no error bars: the likelihood is flat in the rates, or a rate sits at its bound '
+                                             '(too few switches, or states that change every frame)')
+    k = np.exp(th[:2]) / frame_s
+    Q = np.array([[-k[0], k[0]], [k[1], -k[1]]])
+    Qse = np.array([[k[0] * se[0], k[0] * se[0]], [k[1] * se[1], k[1] * se[1]]])
+    ci = np.full((2, 2, 2), np.nan)
+    ci[0, 1] = k[0] * np.exp(np.array([-1.96, 1.96]) * se[0]); ci[1, 0] = k[1] * np.exp(np.array([-1.96, 1.96]) * se[1])
+    mu = np.array([th[2], th[2] - math.exp(th[3])]); sd = np.exp(th[4:6])
+    if abs(mu[0] - mu[1]) < 0.5 * min(sd):
+        msgs.append(f'the two states overlap (means {mu[0]:.3g} and {mu[1]:.3g}, spread {sd.min():.2g}): the rates are not to be trusted')
+    post = _hmm_posterior(th, V, G, M, lu)
+    p_low = np.full(N, np.nan); state = np.full(N, -1)
+    sel = M & (R >= 0)
+    p_low[R[sel]] = post[sel]; state[R[sel]] = (post[sel] > 0.5).astype(int)
+    if msgs: warnings.warn('switching_hmm: ' + '; '.join(msgs))
+    if left_out: msgs.append(f'{left_out} track(s) left out: more than {max_missing:.0%} of their values are NaN')
+    eps = 1 / (1 + math.exp(-th[6]))
+    return Switching(Q, Qse, ci, mu, sd, p_low, state, -nll(th), n_obs, n_steps, len(seqs), float(frame_s), '; '.join(msgs), eps)
+
 
 # %% ../nbs/06_trajectories.ipynb #c20ecf2b
 class FlowExplorer:

@@ -55,10 +55,13 @@ def test_analyze_fields_and_parameters(small):
     p = r.params
     assert p['n_classes'] == 5 and p['train_frame'] == 0 and p['window'] == 64 and p['step'] == 16
     assert p['px_nm'] == movie.px_nm and p['frame_s'] == movie.frame_s and p['model'] == dict(path=None, trained=True)
-    assert set(p['calls']) == {'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
+    assert set(p['calls']) == {'mean_frame', 'suggest_maskratio', 'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
                                'predict_movie', 'extract_movie', 'estimate_drift', 'cluster_defects', 'link',
-                               'diffusion_coefficient', 'transition_matrix'}
+                               'diffusion_coefficient', 'transition_matrix', 'moving_tracks', 'neighbour_deficit',
+                               'switching_hmm'}
     assert p['calls']['extract_movie'] == dict(threshold=0.5, min_size=5, max_size=700, half=16)
+    assert p['calls']['mean_frame']['n'] == 2 and p['calls']['fft_subtract']['maskratio'] == 10   # 'auto': from the lattice
+    assert r.training['label_maskratio'] == 10 and r.training['label_frames'] == 2
     assert p['calls']['train_model']['learning_rate'] == 5e-3        # not an analyze parameter, recorded anyway
     assert p['calls']['link']['max_disp_nm'] == 0.7 and p['calls']['link']['memory'] == 2
     assert r.source['shape'] == [4, 256, 256] and r.versions['stemdefect_nb'] == pl.__version__
@@ -99,6 +102,23 @@ def test_save_load_round_trip_is_exact(small, tmp_path):
     np.testing.assert_array_equal(back.transitions.counts, r.transitions.counts)
     np.testing.assert_array_equal(back.transitions.rates_per_s, r.transitions.rates_per_s)
     assert back.model_bytes == r.model_bytes
+
+
+def test_a_version_1_file_still_loads(small, tmp_path):
+    "Files written before the switching step (format 1) load; the switching step then needs the movie again."
+    import h5py
+    movie, truth, r = small
+    path = r.save(tmp_path / 'r.h5')
+    with h5py.File(path, 'a') as f:
+        del f['switching'], f['deficit']
+        f.attrs['format_version'] = 1
+    old = pl.load_results(path)
+    assert old.switching is None and old.deficit is None and 'switching' not in old.summary()
+    with pytest.raises(ValueError, match='movie='): pl.resume(old, 'cluster', progress=False)
+    new = pl.resume(old, 'cluster', movie=movie, progress=False)
+    assert new.deficit.shape == (len(new.defects),) and new.switching.state.shape == (len(new.defects),)
+    again = pl.resume(new, 'link', progress=False)                      # the measurements are kept: no movie needed
+    np.testing.assert_array_equal(again.deficit, new.deficit)
 
 
 def test_overwrite_is_refused_unless_asked(small, tmp_path):
@@ -250,6 +270,15 @@ def test_cli_errors_are_one_line(dm4, tmp_path, capsys):
         code, out, err = _cli(capsys, 'run', dm4, '--out', tmp_path / 'x.h5', *bad)      # argparse: usage + error
         assert code == 2 and says in err and 'Traceback' not in err, err
     with pytest.raises(ValueError, match="drift must be 'frames'"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, drift='up')
+    with pytest.raises(ValueError, match="maskratio must be a number"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, maskratio='big')
+    with pytest.raises(ValueError, match='label_frames'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_frames=0)
+
+
+def test_cli_maskratio_takes_a_number_or_auto():
+    ap = pl._parser()
+    assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5']).maskratio == 'auto'
+    assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--maskratio', '12']).maskratio == 12.0
+    assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--label-frames', '1']).label_frames == 1
 
 
 def test_console_script_error_exit_code(tmp_path):

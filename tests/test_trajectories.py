@@ -9,7 +9,8 @@ from stemdefect_nb.extract import Defects
 from stemdefect_nb.synth import example_movie, simulate
 from stemdefect_nb.trajectories import (Track, correct_drift, diffusion_coefficient, estimate_drift, link,
                                         linking_accuracy, msd, prediction_ellipse, roi_flows, seed_diffusion,
-                                        split_tracks, tracks_of_class, transition_matrix, window_heatmap)
+                                        split_tracks, tracks_of_class, transition_matrix, window_heatmap,
+                                        moving_tracks, neighbour_deficit, switching_hmm)
 
 RATES = (((1, 2), 'Mo_W->Mo_W+V_S'), ((2, 1), 'Mo_W+V_S->Mo_W'))
 
@@ -299,6 +300,42 @@ def test_end_to_end_linked_tracks_give_rates_and_d(example, drift_frames):
     for (i, j), key in RATES:
         lo, hi = t.rate_ci(i, j)
         assert lo <= truth.rates[key] <= hi
+
+
+def test_switching_rates_from_the_frames_without_any_class(example, drift_frames):
+    "Every true defect (jittered 0.5 px) linked; the tracks that hop; the weakest S2 neighbour in the frames; the HMM."
+    movie, truth = example
+    yx = jittered(truth, 0.5, seed=4)
+    ids = link((truth.frame, yx), px_nm=truth.px_nm, drift=drift_frames)
+    moving = moving_tracks(split_tracks((truth.frame, yx), ids, drift=drift_frames), truth.px_nm)
+    mo_ids = set(truth.track[truth.track >= 0].tolist())
+    assert {int(np.bincount(np.maximum(truth.track[t.rows], 0)).argmax()) for t in moving} <= mo_ids
+    rows = np.concatenate([t.rows for t in moving])
+    assert np.isin(truth.kind[rows], (0, 1)).mean() > 0.97                  # the tracks that hop are the dopants
+    v = np.full(len(yx), np.nan); v[rows] = neighbour_deficit(movie, (truth.frame[rows], yx[rows]))
+    sw = switching_hmm(moving, v, frame_s=truth.frame_s)
+    for (i, j), key in (((0, 1), 'Mo_W->Mo_W+V_S'), ((1, 0), 'Mo_W+V_S->Mo_W')):
+        lo, hi = sw.rate_ci(i, j)
+        assert lo <= truth.rates[key] <= hi, (key, sw.rate(i, j), lo, hi)
+    assert np.mean(sw.state[rows] == truth.kind[rows]) > 0.85                 # the state of each detection
+
+
+def test_switching_hmm_error_bars_are_calibrated():
+    "Two-state chains with the example's rates seen through the example's noise (d' = 2.4): 95% intervals hold the truth."
+    rng = np.random.default_rng(7)
+    kon, koff, dt = 0.02, 0.03, 2.25
+    e = math.exp(-(kon + koff) * dt); p01, p10 = kon / (kon + koff) * (1 - e), koff / (kon + koff) * (1 - e)
+    inside = {0: [], 1: []}
+    for _ in range(20):
+        seqs = []
+        for _ in range(15):
+            s = [int(rng.random() < kon / (kon + koff))]
+            for _ in range(79): s.append(int(rng.random() < p01) if s[-1] == 0 else int(rng.random() >= p10))
+            seqs.append(np.where(np.array(s) == 1, -2.9, -0.9) + rng.normal(0, 0.8, 80))
+        sw = switching_hmm(seqs, frame_s=dt)
+        for i, (a, b, k) in enumerate(((0, 1, kon), (1, 0, koff))):
+            lo, hi = sw.rate_ci(a, b); inside[i].append(lo <= k <= hi)
+    assert np.mean(inside[0]) >= 0.8 and np.mean(inside[1]) >= 0.8, inside
 
 
 # ---------------------------------------------------------------- seed views
