@@ -14,8 +14,8 @@ from .io import Movie, as_frames
 # %% auto #0
 __all__ = ['fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio', 'fft_subtract',
            'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map', 'plot_defect_map', 'Coverage',
-           'map_coverage', 'drop_side_lobes', 'training_labels', 'mean_frame', 'frame_labels', 'FFTExplorer',
-           'explore_fft']
+           'map_coverage', 'drop_side_lobes', 'training_labels', 'mean_frame', 'label_min_size', 'frame_labels',
+           'FFTExplorer', 'explore_fft']
 
 # %% ../nbs/01_fft.ipynb #13aa8431
 def _freqs(n):
@@ -452,12 +452,20 @@ def mean_frame(img,            # a `Movie` or frames [T,H,W]
         acc += np.real(sfft.ifft2(ndi.fourier_shift(sfft.fft2(f), (dy, dx))))
     return (acc / n).astype(np.float32)
 
+def label_min_size(img,          # a frame [H,W], a movie [T,H,W] or a `Movie`
+                   fraction=0.18, # of the square of the lattice's fringe spacing (a sixth of a unit cell)
+                  ) -> int:
+    "The smallest label blob worth teaching, px: `fraction` * `lattice_period`**2, at least 6 (15 at 0.03 nm/px)."
+    P = lattice_period(img)
+    if not np.isfinite(P): raise ValueError('no lattice found (no Bragg spot stands out of the noise): give min_size in px.')
+    return max(6, int(round(fraction * P * P)))
+
 def frame_labels(img,              # a `Movie` or frames [T,H,W]
                  frame=0,          # the frame the labels are for (the training frame)
                  n_frames=2,       # average this many frames from `frame` on (`mean_frame`; fewer where the movie ends); 1: that frame alone
                  maskratio='auto', # the FFT mask (`fft_subtract`); 'auto': `suggest_maskratio` of the frames
                  k=3.5,            # `training_labels`: thresholds at median -/+ k robust sigma
-                 min_size=6,       # `training_labels`: smallest blob kept, px
+                 min_size='auto',  # `training_labels`: smallest blob kept, px; 'auto': `label_min_size` of the lattice
                 ) -> np.ndarray:
     "Lesson 03's training labels in one call: the mean of n frames, its FFT difference image, `training_labels` (boolean [H,W])."
     u = as_frames(img, 'img')
@@ -466,7 +474,8 @@ def frame_labels(img,              # a `Movie` or frames [T,H,W]
     if not 0 <= frame < len(u): raise ValueError(f'frame must be a frame of the movie (0..{len(u) - 1}); got {frame}.')
     m = mean_frame(u, frame, min(int(n_frames), len(u) - frame))
     mr = suggest_maskratio(m) if isinstance(maskratio, str) and maskratio == 'auto' else maskratio
-    return training_labels(fft_subtract(m, mr), mr, k=k, min_size=min_size)
+    ms = label_min_size(m) if isinstance(min_size, str) and min_size == 'auto' else min_size
+    return training_labels(fft_subtract(m, mr), mr, k=k, min_size=ms)
 
 
 # %% ../nbs/01_fft.ipynb #93b82ea9

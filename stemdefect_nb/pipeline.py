@@ -14,7 +14,8 @@ import numpy as np
 import h5py
 from . import __version__
 from .io import Movie, as_frames, load_movie
-from .fft import fft_subtract, auto_thresholds, defect_map, training_labels, mean_frame, suggest_maskratio, frame_labels
+from .fft import (fft_subtract, auto_thresholds, defect_map, training_labels, mean_frame, suggest_maskratio,
+                               frame_labels, label_min_size)
 from .labels import training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
@@ -184,7 +185,7 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             label_frames:int=2,          # FFT labels: the mean of this many frames from train_frame on (lesson 01's frame_labels)
             maskratio:float|str='auto',  # FFT labels: the zeroed disk's radius is frame size / maskratio; 'auto': from the lattice (lesson 01)
             label_k:float=3.5,           # FFT labels: defect beyond median -/+ label_k robust sigma (lesson 01's training_labels)
-            label_min_size:int=6,        # FFT labels: blobs smaller than this many px are dropped (lesson 01's training_labels)
+            label_min_size:int|str='auto', # FFT labels: blobs smaller than this many px are dropped; 'auto': from the lattice (lesson 01)
             window:int|None=None,        # training window in px; None: 128, or a quarter of a smaller frame (lesson 02)
             step:int|None=None,          # distance between training windows in px; None: window / 4 (lesson 02)
             val_frac:float=0.0,          # share of the training windows held out for validation; 0: all of the frame trains (lesson 03)
@@ -234,7 +235,8 @@ def _step_labels(s, p, c, progress):
     mr = _call(c, suggest_maskratio, mean) if p['maskratio'] == 'auto' else p['maskratio']
     diff = _call(c, fft_subtract, mean, maskratio=mr)
     low, high = _call(c, auto_thresholds, diff, k=p['label_k'])
-    s['label_map'] = _call(c, training_labels, diff, maskratio=mr, k=p['label_k'], min_size=p['label_min_size'])
+    ms = _call(c, label_min_size, mean) if p['label_min_size'] == 'auto' else p['label_min_size']
+    s['label_map'] = _call(c, training_labels, diff, maskratio=mr, k=p['label_k'], min_size=ms)
     s['training'] = dict(label_low=low, label_high=high, label_fraction=float(s['label_map'].mean()), label_maskratio=mr,
                          label_frames=n)
 
@@ -331,7 +333,8 @@ def _step_switching(s, p, c, progress):
                                        maskratio=s['training'].get('label_maskratio', 10))
     s['switching'] = _call(c, switching_hmm, moving, s['deficit'], frame_s=p['frame_s'])
 
-_CALL_STEP = dict(moving_tracks='switching', neighbour_deficit='switching', switching_hmm='switching', mean_frame='labels', suggest_maskratio='labels', fft_subtract='labels', auto_thresholds='labels', defect_map='labels', training_labels='labels',
+_CALL_STEP = dict(moving_tracks='switching', neighbour_deficit='switching', switching_hmm='switching', mean_frame='labels',
+                  suggest_maskratio='labels', label_min_size='labels', fft_subtract='labels', auto_thresholds='labels', defect_map='labels', training_labels='labels',
                   training_set='train',
                   train_model='train', predict_movie='predict', extract_movie='extract', estimate_drift='drift',
                   cluster_defects='cluster', link='link', diffusion_coefficient='diffusion', transition_matrix='transitions')
@@ -354,6 +357,8 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
             raise ValueError(f'{k} must be a whole number >= 1; got {p[k]!r}.')
     if isinstance(p['maskratio'], str) and p['maskratio'] != 'auto':
         raise ValueError(f"maskratio must be a number (e.g. 10) or 'auto' (from the lattice's period); got {p['maskratio']!r}.")
+    if isinstance(p['label_min_size'], str) and p['label_min_size'] != 'auto':
+        raise ValueError(f"label_min_size must be a whole number of px or 'auto' (from the lattice's period); got {p['label_min_size']!r}.")
     todo = STEPS[STEPS.index(start):]
     kept = STEPS[:STEPS.index(start)]                     # the steps whose outputs come from `previous`
     calls = {k: v for k, v in (previous.params.get('calls') or {}).items() if _CALL_STEP.get(k) in kept} if previous else {}

@@ -55,13 +55,14 @@ def test_analyze_fields_and_parameters(small):
     p = r.params
     assert p['n_classes'] == 5 and p['train_frame'] == 0 and p['window'] == 64 and p['step'] == 16
     assert p['px_nm'] == movie.px_nm and p['frame_s'] == movie.frame_s and p['model'] == dict(path=None, trained=True)
-    assert set(p['calls']) == {'mean_frame', 'suggest_maskratio', 'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
+    assert set(p['calls']) == {'mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
                                'predict_movie', 'extract_movie', 'estimate_drift', 'cluster_defects', 'link',
                                'diffusion_coefficient', 'transition_matrix', 'moving_tracks', 'neighbour_deficit',
                                'switching_hmm'}
     assert p['calls']['extract_movie'] == dict(threshold=0.5, min_size=5, max_size=700, half=16)
     assert p['calls']['mean_frame']['n'] == 2 and p['calls']['fft_subtract']['maskratio'] == 10   # 'auto': from the lattice
     assert r.training['label_maskratio'] == 10 and r.training['label_frames'] == 2
+    assert p['calls']['training_labels']['min_size'] == 15                   # 'auto': 0.18 * (fringe spacing)**2
     assert p['calls']['train_model']['learning_rate'] == 5e-3        # not an analyze parameter, recorded anyway
     assert p['calls']['link']['max_disp_nm'] == 0.7 and p['calls']['link']['memory'] == 2
     assert r.source['shape'] == [4, 256, 256] and r.versions['stemdefect_nb'] == pl.__version__
@@ -272,6 +273,7 @@ def test_cli_errors_are_one_line(dm4, tmp_path, capsys):
     with pytest.raises(ValueError, match="drift must be 'frames'"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, drift='up')
     with pytest.raises(ValueError, match="maskratio must be a number"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, maskratio='big')
     with pytest.raises(ValueError, match='label_frames'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_frames=0)
+    with pytest.raises(ValueError, match='label_min_size must be'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_min_size='big')
 
 
 def test_cli_maskratio_takes_a_number_or_auto():
@@ -279,6 +281,8 @@ def test_cli_maskratio_takes_a_number_or_auto():
     assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5']).maskratio == 'auto'
     assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--maskratio', '12']).maskratio == 12.0
     assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--label-frames', '1']).label_frames == 1
+    assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5']).label_min_size == 'auto'
+    assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--label-min-size', '8']).label_min_size == 8
 
 
 def test_console_script_error_exit_code(tmp_path):
