@@ -414,7 +414,7 @@ def training_labels(diff,          # difference image [H,W] or [T,H,W] from `fft
 
 # %% ../nbs/01_fft.ipynb #7970cf3d
 def _shift_between(ref, f, max_px):
-    "Sub-pixel (dy, dx) that moves frame f onto ref (phase correlation; the peak nearest zero, within max_px)."
+    "Sub-pixel (dy, dx) that moves frame f onto ref (the cross-correlation's peak nearest zero, within max_px)."
     H, W = ref.shape
     w = np.outer(_hann(H), _hann(W))
     A, B = sfft.fft2((ref - ref.mean()) * w), sfft.fft2((f - f.mean()) * w)
@@ -437,7 +437,7 @@ def mean_frame(img,            # a `Movie` or frames [T,H,W]
                n=2,            # how many consecutive frames to average
                max_shift_px=2, # largest drift between the first and any other of the n frames, px
               ) -> np.ndarray:
-    "The mean of n consecutive frames, each shifted onto the first (phase correlation): the noise falls as 1/sqrt(n)."
+    "The mean of n consecutive frames, each shifted onto the first (cross-correlation): the noise falls as 1/sqrt(n)."
     u = as_frames(img, 'img')
     T = len(u)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:

@@ -15,7 +15,7 @@ import h5py
 from . import __version__
 from .io import Movie, as_frames, load_movie
 from .fft import (fft_subtract, auto_thresholds, defect_map, training_labels, mean_frame, suggest_maskratio,
-                               frame_labels, label_min_size)
+                               label_min_size)
 from .labels import training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
@@ -322,10 +322,7 @@ def _step_transitions(s, p, c, progress):
 def _step_switching(s, p, c, progress):
     d = s['defects']
     moving = _call(c, moving_tracks, split_tracks(d, s['track'], drift=s['drift']), p['px_nm'], min_length=p['min_track'])
-    if s.get('deficit') is None:                          # measured once per extraction (a resumed analysis keeps it)
-        if 'movie' not in s:
-            raise ValueError("the switching step measures the frames: pass movie=... to resume (these results hold no "
-                             "neighbour_deficit values, e.g. a file from an older version).")
+    if s.get('deficit') is None:                          # measured once per extraction (`resume` keeps it, or loads the movie)
         rows = np.concatenate([t.rows for t in moving]) if moving else np.zeros(0, np.int64)
         s['deficit'] = np.full(len(d), np.nan)
         if len(rows):
@@ -355,10 +352,9 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
     for k in ('n_classes', 'min_track', 'max_lag', 'label_frames'):
         if isinstance(p[k], bool) or not isinstance(p[k], (int, np.integer)) or p[k] < 1:
             raise ValueError(f'{k} must be a whole number >= 1; got {p[k]!r}.')
-    if isinstance(p['maskratio'], str) and p['maskratio'] != 'auto':
-        raise ValueError(f"maskratio must be a number (e.g. 10) or 'auto' (from the lattice's period); got {p['maskratio']!r}.")
-    if isinstance(p['label_min_size'], str) and p['label_min_size'] != 'auto':
-        raise ValueError(f"label_min_size must be a whole number of px or 'auto' (from the lattice's period); got {p['label_min_size']!r}.")
+    for k, what in (('maskratio', 'a number (e.g. 10)'), ('label_min_size', 'a whole number of px')):
+        if isinstance(p[k], str) and p[k] != 'auto':
+            raise ValueError(f"{k} must be {what} or 'auto' (from the lattice's period); got {p[k]!r}.")
     todo = STEPS[STEPS.index(start):]
     kept = STEPS[:STEPS.index(start)]                     # the steps whose outputs come from `previous`
     calls = {k: v for k, v in (previous.params.get('calls') or {}).items() if _CALL_STEP.get(k) in kept} if previous else {}

@@ -1018,7 +1018,7 @@ class Switching:
     loglik: float               # log-likelihood at the fit
     n_obs: int                  # values used
     n_steps: int                # steps between consecutive observations of a track
-    n_tracks: int               # tracks with at least one value
+    n_tracks: int               # track pieces fitted (tracks split where a gap exceeds max_gap; left-out tracks not counted)
     frame_s: float              # time per frame, s
     message: str = ''           # anything to know
     outliers: float = 0.0       # fitted share of values that belong to neither state (spread evenly over their range)
