@@ -201,7 +201,7 @@ def normalize_frames(a,             # frames [T,H,W] (or one frame [H,W]), any r
 def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
                  label_map,       # class codes (or a boolean defect map), one per pixel of img
                  window=128,      # window size, px (the seed: 256)
-                 step=32,         # distance between windows, px (the seed: 8)
+                 step=64,         # distance between windows, px (the seed: 8; half the window: each pixel in ~4 windows)
                  augment=True,    # True or an int: that many augmented copies of each training window (False/0: none)
                  val_frac=0.2,    # share of the kept windows held out for validation (0: none)
                  seed=0,          # random seed (augmentation, split='random')

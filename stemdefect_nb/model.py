@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #7bf53f06
 from __future__ import annotations
-import json, os, time, weakref, zipfile, tempfile
+import json, os, time, warnings, weakref, zipfile, tempfile
 from pathlib import Path
 import numpy as np
 import keras
@@ -219,16 +219,18 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
                 Y,                      # their one-hot labels [N,H,W,C] (or a label map [N,H,W])
                 X_val=None,             # validation windows (None or empty: no early stopping, the last epoch is kept)
                 Y_val=None,             # validation labels
-                epochs:int=40,          # most passes over the windows
-                batch_size:int=8,       # windows per gradient step
+                epochs:int=30,          # passes over the windows (the cosine schedule spans them all)
+                batch_size:int=4,       # windows per gradient step
                 loss='wce',             # 'ce', 'wce', 'focal', 'dice', 'wce+dice' or a Keras loss (see `make_loss`)
                 defect_weight='auto',   # defect-pixel weight for 'wce'/'focal'/'wce+dice'
                 learning_rate:float=5e-3, # Adam step size (at the start, with the cosine schedule)
                 schedule:str='cosine',  # 'cosine': the step size decays to 2% of it over `epochs`; 'constant'
                 filters=(20, 40),       # network widths (see `defect_fcn`); ignored when `model` is given
                 patience:int=10,        # epochs without a better validation defect F1 before stopping (with validation windows)
-                max_seconds:float|None=120, # wall-clock budget; stop after it (None: no limit)
+                max_seconds:float|None=None, # opt-in wall-clock guard: stop after this many s (the result then depends on the machine's speed; None: no limit)
                 seed:int|None=0,        # seeds weights and shuffling (None: not reseeded)
+                ema:float|None=None,    # keep an exponential moving average of the weights with this momentum (e.g. 0.99) and end on it; None: the last weights
+                jit:bool=False,         # compile the training step with XLA (slower on CPUs: `bench/bench_train.py --levers`)
                 verbose:int=1,          # 1: Keras progress bar, 2: one line per epoch, 0: silent
                 model=None,             # a network to continue training (None: a new `defect_fcn`)
                 callbacks=(),           # more Keras callbacks
@@ -247,7 +249,7 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
     loss_fn = make_loss(loss, Y, defect_weight)
     lr = learning_rate if schedule == 'constant' else keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, int(epochs) * -(-len(X) // int(batch_size))), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss_fn, metrics=[DefectF1(), DefectIoU()])
+    model.compile(optimizer=keras.optimizers.Adam(lr, **(dict(use_ema=True, ema_momentum=float(ema)) if ema else {})), loss=loss_fn, metrics=[DefectF1(), DefectIoU()], jit_compile=bool(jit))
     monitor = 'val_defect_f1' if val is not None else 'defect_f1'
     # early stopping needs held-out windows; without them the cosine schedule's last epoch is the answer
     stop = [keras.callbacks.EarlyStopping(monitor=monitor, mode='max', patience=patience, restore_best_weights=True)] if val else []
@@ -255,14 +257,19 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
     hist = model.fit(X, Y, batch_size=batch_size, epochs=epochs, validation_data=val, shuffle=True, callbacks=cbs, verbose=verbose)
     h = hist.history
     best = int(np.argmax(h[monitor])) if h.get(monitor) else None
+    by_time = any(getattr(c, 'stopped', False) for c in cbs if isinstance(c, TimeBudget))
+    if by_time:
+        warnings.warn(f'training stopped on the clock (max_seconds={max_seconds:g}) after {len(h.get("loss", []))} of {epochs} '
+                      'epochs: the network, and every result from it, depends on how fast this machine was; not '
+                      'reproducible. Use max_seconds=None (the default) for a result that depends on the inputs and seed only.')
     hist.recipe = dict(epochs=epochs, epochs_run=len(h.get('loss', [])), best_epoch=None if best is None else best + 1,
                        best_defect_f1=None if best is None else float(h[monitor][best]), monitor=monitor,
                        final_defect_f1=float(h[monitor][-1]) if h.get(monitor) else None,
                        batch_size=batch_size, loss=keras.saving.serialize_keras_object(loss_fn) if not isinstance(loss, str) else loss,
                        loss_config=loss_fn.get_config() if hasattr(loss_fn, 'get_config') else None,
                        learning_rate=learning_rate, schedule=schedule, filters=[int(l.filters) for l in model.layers if l.name.startswith('enc')],
-                       patience=patience, early_stopping=bool(stop), max_seconds=max_seconds, stopped_by_time=any(getattr(c, 'stopped', False) for c in cbs if isinstance(c, TimeBudget)),
-                       seed=seed, n_train=len(X), n_val=0 if val is None else len(val[0]), window=list(X.shape[1:3]),
+                       patience=patience, early_stopping=bool(stop), max_seconds=max_seconds, stopped_by_time=by_time,
+                       seed=seed, ema=ema, jit=bool(jit), n_train=len(X), n_val=0 if val is None else len(val[0]), window=list(X.shape[1:3]),
                        seconds=round(time.perf_counter() - t0, 2), backend=keras.backend.backend(), keras=keras.__version__)
     return model, hist
 

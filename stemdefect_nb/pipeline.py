@@ -187,10 +187,10 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             label_k:float=3.5,           # FFT labels: defect beyond median -/+ label_k robust sigma (lesson 01's training_labels)
             label_min_size:int|str='auto', # FFT labels: blobs smaller than this many px are dropped; 'auto': from the lattice (lesson 01)
             window:int|None=None,        # training window in px; None: 128, or a quarter of a smaller frame (lesson 02)
-            step:int|None=None,          # distance between training windows in px; None: window / 4 (lesson 02)
+            step:int|None=None,          # distance between training windows in px; None: window / 2 (lesson 02)
             val_frac:float=0.0,          # share of the training windows held out for validation; 0: all of the frame trains (lesson 03)
-            epochs:int=40,               # most passes over the training windows (lesson 03)
-            max_seconds:float|None=120,  # training time budget in s; None: no limit (lesson 03)
+            epochs:int=30,               # passes over the training windows (lesson 03)
+            max_seconds:float|None=None, # opt-in training guard in s (results then depend on the machine's speed); None: no limit (lesson 03)
             threshold:float=0.5,         # a pixel is a defect when its probability is above this (lesson 04)
             min_size:int=5,              # keep blobs larger than this many px (lesson 04)
             max_size:int=700,            # ... and smaller than this many px (lesson 04)
@@ -260,7 +260,7 @@ def _step_train(s, p, c, progress):
     frame = as_frames(s['movie'][p['train_frame']])[0]
     H, W = frame.shape
     p['window'] = int(p['window'] or _auto_window(H, W))
-    p['step'] = int(p['step'] or max(1, p['window'] // 4))
+    p['step'] = int(p['step'] or max(1, p['window'] // 2))
     X, Y, Xv, Yv = _call(c, training_set, frame, s['label_map'], window=p['window'], step=p['step'], val_frac=p['val_frac'],
                           seed=p['seed'])
     net, hist = _call(c, m.train_model, X, Y, Xv, Yv, epochs=p['epochs'], max_seconds=p['max_seconds'], seed=p['seed'],
@@ -796,7 +796,7 @@ def run_demo(out,                     # the folder for the results file and the 
              n_frames:int=100,        # frames of the example movie
              size:int=512,            # its frame size, px
              seed:int=0,              # the example movie's random seed (and the analysis's)
-             max_seconds:float|None=120, # training time budget, s
+             max_seconds:float|None=None, # opt-in training guard, s (None: no limit; a limit makes the result machine-dependent)
              overwrite:bool=False,    # replace results and figures in a folder the demo did not make
              progress:bool=True,      # progress bars and a line per step
             ) -> tuple:
@@ -879,7 +879,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--frames', type=int, default=100, help=dd['n_frames'] + ' (default: %(default)s)')
     d.add_argument('--size', type=int, default=512, help=dd['size'] + ' (default: %(default)s)')
     d.add_argument('--seed', type=int, default=0, help=dd['seed'] + ' (default: %(default)s)')
-    d.add_argument('--max-seconds', type=_cli_type(120, 'float|None'), default=120, help=dd['max_seconds'] + ' (default: %(default)s)')
+    d.add_argument('--max-seconds', type=_cli_type(None, 'float|None'), default=None, help=dd['max_seconds'] + ' (default: %(default)s)')
     d.add_argument('--overwrite', action='store_true', help=dd['overwrite'])
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     return ap
