@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from .io import Movie, as_frames
+from .io import Movie, as_frames, _write_atomic
 
 # %% auto #0
 __all__ = ['WS2_HALF_COLUMN_NM', 'probs_from_points', 'Blobs', 'find_defects', 'Patches', 'extract_patches', 'Defects',
@@ -185,15 +185,16 @@ class Defects:
         return t
 
     def to_csv(self, path, overwrite=False) -> Path:
-        "Write the table as CSV (header `frame,y,x,size`, parameters in a `#` comment line); returns the path."
+        "Write the table as CSV (header `frame,y,x,size`, parameters in a `#` comment line), atomically; returns the path."
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f'{path} exists; pass overwrite=True to replace it or choose another name.')
+        if not path.parent.is_dir(): raise FileNotFoundError(f'{path}: the folder {path.parent} does not exist; create it first.')
         meta = dict(self.params, n_frames=int(self.n_frames), dropped=self.dropped.tolist())
         rows = '\n'.join(f'{f},{y!r},{x!r},{s}' for f, y, x, s in
                          zip(self.frame.tolist(), self.yx[:, 0].tolist(), self.yx[:, 1].tolist(), self.size.tolist()))
-        path.write_text(f'# stemdefect_nb.extract {json.dumps(meta)}\nframe,y,x,size\n' + rows + ('\n' if rows else ''))
-        return path
+        text = f'# stemdefect_nb.extract {json.dumps(meta)}\nframe,y,x,size\n' + rows + ('\n' if rows else '')
+        return _write_atomic(path, lambda f: f.write(text), overwrite=overwrite, text=True)   # a kill leaves no half table
 
     @classmethod
     def from_csv(cls, path,         # a file written by `Defects.to_csv`

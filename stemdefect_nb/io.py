@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_io.ipynb #710367e3
 from __future__ import annotations
-import json, math, warnings
+import glob, json, math, os, re, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['GAIN_FULL_SCALE', 'LAZY_ABOVE_BYTES', 'Movie', 'as_frames', 'check_frames', 'to_nm', 'to_s', 'save_dm', 'find_gain',
-           'normalize_movie', 'LazyFrames', 'load_movie', 'nice_scalebar_nm', 'show_frame']
+__all__ = ['GAIN_FULL_SCALE', 'LAZY_ABOVE_BYTES', 'RESULTS_FORMAT', 'Movie', 'as_frames', 'check_frames', 'to_nm', 'to_s',
+           'save_dm', 'find_gain', 'normalize_movie', 'LazyFrames', 'load_movie', 'nice_scalebar_nm', 'show_frame']
 
 # %% ../nbs/00_io.ipynb #a0063fe0
 @dataclass(repr=False, eq=False)
@@ -25,7 +25,12 @@ class Movie:
     source: str|None = None     # where the frames came from
     def __post_init__(self):
         if self.meta is None: self.meta = {}
-        if not self.lazy: self.frames = as_frames(self.frames, 'Movie frames')
+        if not self.lazy:
+            self.frames = as_frames(self.frames, 'Movie frames')
+            if not np.isfinite(self.frames).all():            # kept (to be looked at), but said: the analysis refuses them
+                bad = np.flatnonzero(~np.isfinite(self.frames).reshape(len(self.frames), -1).all(1))
+                warnings.warn(f'Movie: NaN or inf pixels in frame(s) {", ".join(map(str, bad[:10]))}{", ..." if len(bad) > 10 else ""}'
+                              f' of {len(self.frames)}; the analysis refuses them: replace them (np.nan_to_num) or drop those frames.')
         for k in ('px_nm', 'frame_s'):
             v = getattr(self, k)
             if v is None: continue
@@ -182,6 +187,82 @@ def save_dm(path,          # where to write: a .dm3 or .dm4 file
     except BaseException:
         path.unlink(missing_ok=True)   # no half-written file left behind
         raise
+    return path
+
+# %% ../nbs/00_io.ipynb #c0a1e7f2
+_STALE_S = 300   # a temporary file this old (s) whose writing process is gone is the leftover of an interrupted save
+
+def _pid_alive(pid):
+    "Whether process `pid` exists here (unsure counts as alive)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True                   # another user's process, or no way to tell
+    return True
+
+def _leftover_temps(path, min_age_s=_STALE_S) -> list:
+    "The temporary files of interrupted saves to `path` (older than `min_age_s`, their process gone): [(file, pid)]."
+    path, now, out = Path(path), time.time(), []
+    name = re.escape(path.name)
+    for p in path.parent.glob(f'*{glob.escape(path.name)}.tmp-*'):
+        m = re.fullmatch(rf'\.?{name}\.tmp-(\d+)(-.*)?', p.name)   # ours: .NAME.tmp-PID-XXXX; older versions: NAME.tmp-PID
+        if not m: continue
+        try: age = now - p.lstat().st_mtime
+        except OSError: continue
+        if age >= min_age_s and not _pid_alive(int(m.group(1))): out.append((p, int(m.group(1))))
+    return sorted(out)
+
+def _warn_leftovers(path):
+    for p, pid in _leftover_temps(path):
+        warnings.warn(f'{p}: a temporary file left by an interrupted save to {Path(path).name} (its process {pid} is gone); '
+                      'it can be deleted (rm it) unless another machine is writing it.')
+
+def _umask():
+    m = os.umask(0o22); os.umask(m)
+    return m
+
+def _claim(tmp, path):
+    "Move the finished `tmp` to `path`, failing if `path` exists (hard link; or an exclusive create, then a rename)."
+    taken = FileExistsError(f'{path} appeared while this save was being written (another save to the same name?); '
+                            'it was not replaced. Pass overwrite=True (--overwrite) to replace it, or choose another name.')
+    try: os.link(tmp, path)
+    except FileExistsError: raise taken from None
+    except OSError:                               # no hard links on this file system: claim the name first
+        try: os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError: raise taken from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+def _fsync_dir(folder):
+    "Ask the OS to put a folder's entries on the disk (folders cannot be opened everywhere)."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def _write_atomic(path,            # the file to write
+                  write,           # write(f): writes the content to the open file object `f`
+                  overwrite=False, # replace `path` if it exists
+                  text=False,      # `f` is a text file (UTF-8) rather than binary
+                 ) -> Path:
+    "Write `path` whole or not at all: into a new temporary file beside it, flushed, then moved into place (no-overwrite kept atomically)."
+    path = Path(path)
+    _warn_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.tmp-{os.getpid()}-', dir=path.parent)   # O_EXCL: no link is followed
+    tmp = Path(tmp)
+    try:
+        try: os.fchmod(fd, 0o666 & ~_umask())    # the permissions of an ordinary new file (mkstemp's are private)
+        except (OSError, AttributeError): pass
+        with (os.fdopen(fd, 'w', encoding='utf-8') if text else os.fdopen(fd, 'w+b')) as f:
+            write(f)
+            f.flush(); os.fsync(f.fileno())
+        if overwrite: os.replace(tmp, path)
+        else: _claim(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return path
 
 # %% ../nbs/00_io.ipynb #ef426139
@@ -372,6 +453,9 @@ def _want_lazy(lazy, shape):
 def _check_dims(shape, where, note=''):
     "Refuse data that are not one image [y,x] or a stack [frames,y,x], naming the dimensions."
     shape = tuple(int(s) for s in shape)
+    if len(shape) == 0:
+        raise _Refused(f'{where}: the data are a single number (a 0-d array, a scalar), not an image or a movie. '
+                       'Save the frames [T, y, x] (or one image [y, x]) instead.')
     if 0 in shape: raise _Refused(f'{where}: the data are empty (shape {shape}).')
     if len(shape) == 1 or (len(shape) in (2, 3) and min(shape[-2:]) == 1):
         raise _Refused(f'{where}: the data are 1-D (shape {shape}{note}): a spectrum or line profile, not an image. '
@@ -485,6 +569,8 @@ def _read_emi(path, dataset, lazy):
     return src
 
 # %% ../nbs/00_io.ipynb #3aec36c0
+RESULTS_FORMAT = 'stemdefect_nb results'   # the `format` attribute of the results files `pipeline` writes
+
 def _h5_str(v):
     "An HDF5 attribute as a plain Python value (bytes decoded, 1-element arrays unpacked)."
     if isinstance(v, bytes): return v.decode('utf-8', 'replace')
@@ -576,6 +662,11 @@ def _read_hdf(path, dataset, lazy):
     import h5py
     f = h5py.File(path, 'r')
     try:
+        if _h5_str(f.attrs.get('format', '')) == RESULTS_FORMAT:   # our own results file: its class averages are no movie
+            try: came = json.loads(_h5_str(f['source'][()])).get('name') or 'an array'
+            except Exception: came = 'not recorded'
+            raise _Refused(f'{path} is a stemdefect_nb results file (written by Results.save), not a movie: read it with '
+                           f'pipeline.load_results, or see a summary with `stemdefect info {path.name}`. It was made from {came}.')
         velox = list(f['Data/Image'].values()) if 'Data/Image' in f else []
         berkeley, plain = [], []
         def visit(name, obj):
@@ -621,6 +712,21 @@ def _tiff_calibration(codes, ij, nd):
         return (to_nm(1 / (yr or xr), 'cm'), to_nm(1 / xr, 'cm')), fs, 'resolution (pixels per cm)'
     return (None, None), fs, None
 
+def _tiff_samples_as_frames(tif, s, path):
+    "Where a series' samples axis is when its samples are grey frames; None without one; refuse true colour."
+    axes, shape = s.axes, tuple(s.shape)
+    if 'S' not in axes or shape[axes.index('S')] <= 1: return None
+    k, page = axes.index('S'), s.pages[0]
+    photo, planar, n = int(page.photometric), int(page.planarconfig), shape[axes.index('S')]
+    if photo in (0, 1): return k                       # MINISWHITE/MINISBLACK with extra samples: grey channels, one per frame
+    shaped = tif.is_shaped and list((tif.shaped_metadata or [{}])[0].get('shape', [])) == list(shape)
+    if photo == 2 and planar == 2 and k == 0 and shaped:
+        warnings.warn(f'{path}: {n} planes stored as RGB by tifffile (its default for a [{n}, y, x] array); read as {n} grey '
+                      "frames. Write stacks with photometric='minisblack' to keep them grey.")
+        return k
+    raise _Refused(f'{path}: colour pixels (photometric {page.photometric.name}, {page.samplesperpixel} samples per pixel, '
+                   f'shape {shape}, axes {axes!r}); save a grey-value image or stack instead.')
+
 def _read_tiff(path, dataset, lazy):
     "TIFF (plain, ImageJ or DM-saved) through tifffile; singleton axes dropped, frames first."
     import tifffile
@@ -630,8 +736,10 @@ def _read_tiff(path, dataset, lazy):
             raise _Refused(f'{path}: dataset={dataset!r} does not exist; the file holds {len(tif.series)} image series.')
         s = tif.series[int(dataset)]
         axes, shape = s.axes, tuple(s.shape)
-        if 'S' in axes and shape[axes.index('S')] > 1:
-            raise _Refused(f'{path}: colour (RGB) pixels (shape {shape}, axes {axes!r}); save a grey-value image instead.')
+        move = _tiff_samples_as_frames(tif, s, path)   # None: no samples axis; else where the grey frames' axis is
+        if move is not None:
+            axes = 'Q' + axes.replace('S', ''); shape = (shape[move],) + shape[:move] + shape[move + 1:]
+            lazy = lazy if move == 0 else False        # frames interleaved in the pixels: read them all
         keep = [k for k, (ax, n) in enumerate(zip(axes, shape)) if n > 1 or ax in 'YX']
         sq = tuple(shape[k] for k in keep)
         _check_dims(sq, str(path), _note(axes=''.join(axes[k] for k in keep)))
@@ -644,7 +752,9 @@ def _read_tiff(path, dataset, lazy):
         px, fs, origin = _tiff_calibration(codes, ij, len(sq))
         src = _Source(shape3, np.dtype(s.dtype), px_nm_yx=px, frame_s=fs, tags=tags,
                       info=dict(format='TIFF', dataset=int(dataset), raw_shape=shape, axes=axes, raw_dtype=str(s.dtype), calibration_from=origin))
-        if _want_lazy(lazy, shape3):
+        if move is not None and not _want_lazy(lazy, shape3):
+            src.data = np.moveaxis(s.asarray(), move, 0).reshape(shape3)
+        elif _want_lazy(lazy, shape3):
             try:
                 mm = tifffile.memmap(path, series=int(dataset), mode='r').reshape(shape3)
                 src.read = mm.__getitem__

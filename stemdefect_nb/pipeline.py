@@ -13,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import h5py
 from . import __version__
-from .io import Movie, as_frames, load_movie
+from .io import Movie, as_frames, check_frames, load_movie, _write_atomic, _warn_leftovers, RESULTS_FORMAT
 from .fft import (fft_subtract, auto_thresholds, defect_map, training_labels, mean_frame, suggest_maskratio,
-                               label_min_size)
+                               label_min_size, lattice_period)
 from .labels import training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
 from .trajectories import (estimate_drift, link, split_tracks, tracks_of_class, diffusion_coefficient,
                                         transition_matrix, Transitions, match_to_truth, linking_accuracy,
-                                        moving_tracks, neighbour_deficit, switching_hmm, Switching)
+                                        moving_tracks, neighbour_deficit, switching_hmm, Switching, WS2_A_NM)
 
 # %% auto #0
 __all__ = ['CHOICES', 'STEPS', 'TRACK_FIELDS', 'POOLED_FIELDS', 'FORMAT', 'FORMAT_VERSION', 'VISIBLE_KINDS', 'MOBILE_KINDS',
-           'FIGURES', 'DEMO_MARK', 'Results', 'analyze', 'load_results', 'resume', 'Score', 'score', 'save_figures',
-           'docments', 'movie_info', 'run_demo', 'main']
+           'FIGURES', 'DEMO_MARK', 'EXIT_CODES', 'Results', 'analyze', 'load_results', 'resume', 'Score', 'score',
+           'save_figures', 'docments', 'movie_info', 'run_demo', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #2334b90e
 def _model_lesson():
@@ -158,15 +158,37 @@ def _versions() -> dict:
     return v
 
 def _as_movie(movie, px_nm, frame_s) -> Movie:
-    "A `Movie` with the pixel size and frame time to use (a path is loaded with `io.load_movie`)."
+    "A `Movie` with the pixel size and frame time to use (a path is loaded with `io.load_movie`); NaN/inf pixels refused."
     if isinstance(movie, (str, os.PathLike)): movie = load_movie(movie)
-    if not isinstance(movie, Movie): movie = Movie(as_frames(movie, 'movie'))
-    px, fs = px_nm or movie.px_nm, frame_s or movie.frame_s
-    missing = [f'{k} (--{k.replace("_", "-")})' for k, v in (('px_nm', px), ('frame_s', fs)) if not v]
-    if missing:
-        raise ValueError(f'the movie has no {" and no ".join(missing)}: diffusion in nm²/s needs both; '
-                         f'give them, e.g. px_nm=0.03, frame_s=2.25.')
+    if not isinstance(movie, Movie): movie = Movie(check_frames(movie, 'movie'))       # names the frames with NaN/inf
+    elif not movie.lazy: check_frames(movie.frames, 'movie')                           # (lazy frames are checked as read)
+    px = movie.px_nm if px_nm is None else px_nm           # 0 is not "unknown": `_check_params` refused it already
+    fs = movie.frame_s if frame_s is None else frame_s     # either may stay None: the results are then per px / per frame
     return replace(movie, px_nm=px, frame_s=fs) if (px, fs) != (movie.px_nm, movie.frame_s) else movie
+
+def _units(p, movie) -> dict:
+    "The units of the results: nm or px, s or frame; without a pixel size, nm limits become px through the lattice."
+    u = dict(length='nm' if p['px_nm'] else 'px', time='s' if p['frame_s'] else 'frame')
+    if not p['px_nm']:
+        old = p.get('units') or {}
+        if movie is None and old.get('px_nm_lattice'): u.update({k: old[k] for k in ('px_nm_lattice', 'lattice_period_px')}); return u
+        P = lattice_period(movie[p['train_frame']]) if movie is not None else float('nan')
+        ok = np.isfinite(P) and P > 2
+        # the main fringes of a hexagonal lattice are sqrt(3)/2 lattice constants apart (WS2: a = 0.318 nm)
+        u.update(px_nm_lattice=float(WS2_A_NM / (2 * P / np.sqrt(3))) if ok else 0.03, lattice_period_px=float(P) if ok else None)
+    return u
+
+def _unit_notes(u, p) -> list:
+    "What the results' units mean, for the messages."
+    notes = []
+    if u['length'] == 'px':
+        lim = p['max_disp_nm'] / u['px_nm_lattice']
+        how = (f'{p["max_disp_nm"] / WS2_A_NM:.2g} WS2 lattice constants = {lim:.1f} px (lattice fringes {u["lattice_period_px"]:.2f} px apart)'
+               if u.get('lattice_period_px') else f'{lim:.1f} px, as at 0.03 nm/px (no lattice found to scale by)')
+        notes.append(f'units: no pixel size (px_nm, --px-nm): positions and D are in px; linking took max_disp_nm={p["max_disp_nm"]} nm as {how}.')
+    if u['time'] == 'frame':
+        notes.append('units: no frame time (frame_s, --frame-s): D is per frame and the rates are per frame, not per s.')
+    return notes
 
 def _source_info(movie:Movie) -> dict:
     src = movie.source
@@ -207,6 +229,93 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
     params = {k: v for k, v in locals().items() if k not in ('movie', 'progress')}
     return _run(movie, params, {}, STEPS[0], progress)
 
+# %% ../nbs/07_pipeline.ipynb #c4ec0a11
+def _flag(k): return f'{k} (--{k.replace("_", "-")})'
+
+def _number(v): return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
+
+def _need_whole(p, k, lo, hi=None, none=False, why=''):
+    v = p[k]
+    if none and v is None: return
+    whole = _number(v) and bool(np.isfinite(v)) and float(v) == int(v)
+    if not whole or v < lo or (hi is not None and v > hi):
+        rng = f'>= {lo}' if hi is None else f'from {lo} to {hi}'
+        raise ValueError(f'{_flag(k)} must be a whole number {rng}{" (or None)" if none else ""}{why}; got {v!r}.')
+    p[k] = int(v)
+
+def _need_positive(p, k, none=False, why=''):
+    v = p[k]
+    if none and v is None: return
+    if not (_number(v) and np.isfinite(v) and v > 0):
+        raise ValueError(f'{_flag(k)} must be a positive number{" (or None" + why + ")" if none else why}; got {v!r}.')
+
+def _given_net(model, shape):
+    "The network given to `analyze` (a Keras model or a '.keras' file) and its settings, checked to fit the frames."
+    if isinstance(model, (str, os.PathLike)):
+        f = Path(model).expanduser()
+        if not f.is_file(): raise FileNotFoundError(f'{f}: no such model file (model, --model).')
+        net, settings = _model_lesson().load_model(f)
+    elif hasattr(model, 'predict') and hasattr(model, 'input_shape'): net, settings = model, {}
+    else: raise ValueError(f'model must be a Keras model or the path of a .keras file (or None: train one); got {type(model).__name__}.')
+    try: ins, outs = list(net.inputs), list(net.outputs)
+    except (AttributeError, ValueError): ins = outs = []
+    i = tuple(ins[0].shape) if len(ins) == 1 else None
+    o = tuple(outs[0].shape) if len(outs) == 1 else None
+    H, W = shape[1:]
+    fits = (i is not None and o is not None and len(i) == 4 and len(o) == 4 and i[-1] == 1 and o[-1] is not None and o[-1] >= 2
+            and all(a is None or a == b for a, b in zip(i[1:3], (H, W))))
+    if not fits:
+        raise ValueError(f'the model ({model if isinstance(model, (str, os.PathLike)) else net.name}) takes {i if i else "several inputs"} '
+                         f'and gives {o if o else "several outputs"}; analyze needs a fully convolutional network: frames '
+                         f'[batch, H, W, 1] in ({H}x{W} here), class probabilities [batch, H, W, C >= 2] out (lesson 03 `defect_fcn`). '
+                         'Give such a network, or model=None to train one.')
+    return net, settings
+
+def _check_params(p,             # analyze's parameters (resolved ones kept)
+                  todo,          # the steps that will run
+                  shape=None,    # (T, H, W) of the movie: also check what depends on it
+                 ) -> dict:
+    "Refuse any bad parameter of `analyze` with a message naming it and the fix, before any work starts; {} or the given network."
+    if shape is None:
+        if p['drift'] not in CHOICES['drift']:
+            raise ValueError(f"drift (--drift) must be 'frames', 'defects' or 'none'; got {p['drift']!r}.")
+        for k in ('n_classes', 'min_track', 'max_lag', 'label_frames'): _need_whole(p, k, 1)
+        for k in ('min_size', 'memory'): _need_whole(p, k, 0)
+        _need_whole(p, 'max_size', p['min_size'] + 1, why=f' (larger than min_size={p["min_size"]})')
+        _need_whole(p, 'half', 1)
+        _need_whole(p, 'seed', 0, 2**32 - 1)
+        _need_whole(p, 'epochs', 1, why=': the network must be trained (or give model=...)')
+        for k in ('window', 'step'): _need_whole(p, k, 1, none=True)
+        if not (_number(p['val_frac']) and 0 <= p['val_frac'] < 1):
+            raise ValueError(f'{_flag("val_frac")} must be a share from 0 up to (not including) 1; got {p["val_frac"]!r}.')
+        _need_positive(p, 'max_seconds', none=True, why=': no limit')
+        for k in ('px_nm', 'frame_s'): _need_positive(p, k, none=True, why=": the movie's")
+        _need_positive(p, 'max_disp_nm'); _need_positive(p, 'label_k')
+        if not (_number(p['threshold']) and 0 < p['threshold'] < 1):
+            raise ValueError(f'{_flag("threshold")} is a probability: it must be between 0 and 1 (not 0 or 1 themselves); '
+                             f'got {p["threshold"]!r}. The lessons use 0.5.')
+        for k, what in (('maskratio', 'a positive number (e.g. 10)'), ('label_min_size', 'a whole number of px >= 0')):
+            v = p[k]
+            if isinstance(v, str) and v == 'auto': continue
+            if k == 'maskratio' and _number(v) and np.isfinite(v) and v > 0: continue
+            if k == 'label_min_size' and _number(v) and np.isfinite(v) and v >= 0 and float(v) == int(v): continue
+            raise ValueError(f"{_flag(k)} must be {what} or 'auto' (from the lattice's period); got {v!r}.")
+        return {}
+    T, H, W = shape
+    if not (_number(p['train_frame']) and float(p['train_frame']) == int(p['train_frame']) and -T <= p['train_frame'] < T):
+        raise ValueError(f'train_frame (--train-frame) must be a frame of the movie, 0..{T - 1}; got {p["train_frame"]!r}.')
+    if 2 * p['half'] > min(H, W):
+        raise ValueError(f'half (--half) = {p["half"]} makes patches of {2 * p["half"]} px, larger than the {H}x{W} frames; use a smaller half.')
+    most = T * H * W // (p['min_size'] + 1)
+    if p['n_classes'] > most:
+        raise ValueError(f'n_classes (--n-classes) = {p["n_classes"]}: {T} frames of {H}x{W} px cannot hold that many defects of more '
+                         f'than min_size={p["min_size"]} px (at most {most}); ask for fewer classes.')
+    if 'train' not in todo: return {}
+    if p['model'] is not None: return dict(given=_given_net(p['model'], shape))
+    if p['window'] is not None and p['window'] > min(H, W):
+        raise ValueError(f'window (--window) = {p["window"]} px is larger than the {H}x{W} frames; use a smaller window, or None.')
+    return {}
+
 # %% ../nbs/07_pipeline.ipynb #2bd85850
 def _bar(progress, total, desc):
     from tqdm.auto import tqdm
@@ -246,7 +355,7 @@ def _step_train(s, p, c, progress):
     s['training'] = {k: v for k, v in s['training'].items() if k.startswith('label_')}
     if given is not None:
         if isinstance(given, (str, os.PathLike)):
-            net, settings = m.load_model(given)
+            net, settings = s.pop('given', None) or m.load_model(given)     # loaded and checked by `_check_params`
             s['model_bytes'] = Path(given).read_bytes()
             p['model'] = dict(path=str(Path(given).resolve()), trained=False)
         else:
@@ -283,22 +392,38 @@ def _step_extract(s, p, c, progress):
 def _step_drift(s, p, c, progress):
     T = s['defects'].n_frames
     if p['drift'] == 'none': s['drift'] = np.zeros((T, 2))
+    elif p['drift'] == 'defects' and len(s['defects']) == 0:
+        warnings.warn("no defect to follow: drift='defects' measured nothing (taken as none).")
+        s['drift'] = np.zeros((T, 2))
     else: s['drift'] = _call(c, estimate_drift, s['movie'] if p['drift'] == 'frames' else s['defects'])
 
 def _step_cluster(s, p, c, progress):
     d, K = s['defects'], int(p['n_classes'])
-    if len(d) < K:
-        raise ValueError(f'only {len(d)} defects were found, fewer than n_classes={K}: lower n_classes, or look at '
-                         f'the detection (threshold, the training frame, a longer training).')
+    s.pop('clusters', None)
+    N, h = len(d), (2 * int(p['half']),) * 2 if d.patch.ndim != 3 else d.patch.shape[1:]
+    n_diff = len(np.unique(d.patch.reshape(N, -1), axis=0)) if N else 0
+    if N == 0:                                            # a result, not an error: nothing to sort
+        warnings.warn('no defect was found: nothing to cluster (0 classes). Look at the detection (threshold, the '
+                      'training frame, a longer training) if defects are there.')
+        s['classes'], s['class_averages'] = np.zeros(0, np.int64), np.zeros((0,) + tuple(h))
+        return
+    if min(N, n_diff) < K:
+        K = min(N, n_diff)
+        warnings.warn(f'only {N} defects ({n_diff} different patches) were found, fewer than n_classes={p["n_classes"]}: '
+                      f'{"sorted into " + str(K) + " classes" if K >= 2 else "all in one class"}. Lower n_classes, or look at the detection.')
+    if K < 2 and min(N, n_diff) < 2:
+        s['classes'], s['class_averages'] = np.ones(N, np.int64), np.asarray(d.patch, np.float64).mean(0)[None]
+        return
     out = _call(c, cluster_defects, d.patch, n_classes=K, seed=p['seed'])
     s['classes'], s['class_averages'] = np.asarray(out.labels, np.int64), np.asarray(out.averages)
     s['clusters'] = out                                   # the fitted model, in memory only (see `Results.clusters`)
 
 def _step_link(s, p, c, progress):
-    s['track'] = _call(c, link, s['defects'], max_disp_nm=p['max_disp_nm'], memory=p['memory'], drift=s['drift'])
+    nm = {} if p['px_nm'] else dict(px_nm=p['units']['px_nm_lattice'])   # no pixel size: nm limits through the lattice
+    s['track'] = _call(c, link, s['defects'], max_disp_nm=p['max_disp_nm'], memory=p['memory'], drift=s['drift'], **nm)
 
 def _step_diffusion(s, p, c, progress):
-    d, classes, px, fs = s['defects'], s['classes'], p['px_nm'], p['frame_s']
+    d, classes, px, fs = s['defects'], s['classes'], p['px_nm'] or 1.0, p['frame_s'] or 1.0   # 1: per px, per frame
     long = split_tracks(d, s['track'], drift=s['drift'], min_length=p['min_track'])
     rows = np.zeros(len(long), TRACK_FIELDS)
     with _bar(progress, len(long), 'diffusion per track') as bar:
@@ -306,8 +431,9 @@ def _step_diffusion(s, p, c, progress):
             r = _call(c, diffusion_coefficient, t, px, fs, max_lag=p['max_lag'], seed=p['seed'])
             rows[i] = (t.id, len(t), t.frame[0], t.frame[-1], np.bincount(classes[t.rows]).argmax(), r.D_nm2_s, r.se_nm2_s)
             bar.update(1)
-    pooled = np.zeros(int(p['n_classes']) + 1, POOLED_FIELDS)
-    for k in range(int(p['n_classes']) + 1):
+    K = len(s['class_averages'])                          # fewer than n_classes when few defects were found
+    pooled = np.zeros(K + 1, POOLED_FIELDS)
+    for k in range(K + 1):
         sel = long if k == 0 else tracks_of_class(long, classes, [k])
         if not sel: pooled[k] = (k, 0, 0, np.nan, np.nan, np.nan); continue
         r = diffusion_coefficient(sel, px, fs, max_lag=p['max_lag'], seed=p['seed'])
@@ -316,19 +442,20 @@ def _step_diffusion(s, p, c, progress):
 
 def _step_transitions(s, p, c, progress):
     tracks = split_tracks(s['defects'], s['track'], drift=s['drift'])
-    s['transitions'] = _call(c, transition_matrix, tracks, s['classes'], class_list=list(range(1, int(p['n_classes']) + 1)),
-                             frame_s=p['frame_s'], seed=p['seed'])
+    s['transitions'] = _call(c, transition_matrix, tracks, s['classes'], class_list=list(range(1, len(s['class_averages']) + 1)),
+                             frame_s=p['frame_s'] or 1.0, seed=p['seed'])
 
 def _step_switching(s, p, c, progress):
     d = s['defects']
-    moving = _call(c, moving_tracks, split_tracks(d, s['track'], drift=s['drift']), p['px_nm'], min_length=p['min_track'])
+    moving = _call(c, moving_tracks, split_tracks(d, s['track'], drift=s['drift']), p['px_nm'] or p['units']['px_nm_lattice'],
+                   min_length=p['min_track'])
     if s.get('deficit') is None:                          # measured once per extraction (`resume` keeps it, or loads the movie)
         rows = np.concatenate([t.rows for t in moving]) if moving else np.zeros(0, np.int64)
         s['deficit'] = np.full(len(d), np.nan)
         if len(rows):
             s['deficit'][rows] = _call(c, neighbour_deficit, s['movie'], (d.frame[rows], d.yx[rows]),
                                        maskratio=s['training'].get('label_maskratio', 10))
-    s['switching'] = _call(c, switching_hmm, moving, s['deficit'], frame_s=p['frame_s'])
+    s['switching'] = _call(c, switching_hmm, moving, s['deficit'], frame_s=p['frame_s'] or 1.0)
 
 _CALL_STEP = dict(moving_tracks='switching', neighbour_deficit='switching', switching_hmm='switching', mean_frame='labels',
                   suggest_maskratio='labels', label_min_size='labels', fft_subtract='labels', auto_thresholds='labels', defect_map='labels', training_labels='labels',
@@ -347,15 +474,8 @@ def _say(progress, msg):
 def _run(movie, params, s, start, progress, previous=None) -> Results:
     "Run the steps from `start` on; `s` holds the outputs of the steps before it."
     p = dict(params)
-    if p['drift'] not in CHOICES['drift']:                   # checked now, not after the training
-        raise ValueError(f"drift must be 'frames', 'defects' or 'none'; got {p['drift']!r}.")
-    for k in ('n_classes', 'min_track', 'max_lag', 'label_frames'):
-        if isinstance(p[k], bool) or not isinstance(p[k], (int, np.integer)) or p[k] < 1:
-            raise ValueError(f'{k} must be a whole number >= 1; got {p[k]!r}.')
-    for k, what in (('maskratio', 'a number (e.g. 10)'), ('label_min_size', 'a whole number of px')):
-        if isinstance(p[k], str) and p[k] != 'auto':
-            raise ValueError(f"{k} must be {what} or 'auto' (from the lattice's period); got {p[k]!r}.")
     todo = STEPS[STEPS.index(start):]
+    _check_params(p, todo)                                # every parameter checked now, not after the training
     kept = STEPS[:STEPS.index(start)]                     # the steps whose outputs come from `previous`
     calls = {k: v for k, v in (previous.params.get('calls') or {}).items() if _CALL_STEP.get(k) in kept} if previous else {}
     timings = {k: v for k, v in previous.timings.items() if k in kept} if previous else {}
@@ -364,9 +484,8 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
         s['movie'] = _as_movie(movie, p['px_nm'], p['frame_s'])
         p['px_nm'], p['frame_s'] = s['movie'].px_nm, s['movie'].frame_s
         s['source'] = _source_info(s['movie'])
-        T = len(s['movie'])
-        if not (isinstance(p['train_frame'], (int, np.integer)) and -T <= p['train_frame'] < T):
-            raise ValueError(f'train_frame must be a frame of the movie, 0..{T - 1}; got {p["train_frame"]!r}.')
+    s.update(_check_params(p, todo, tuple(s['source']['shape'])))   # ... and those that depend on the movie or the network
+    p['units'] = _units(p, s.get('movie'))
     for i, name in enumerate(todo):
         _say(progress, f'[{STEPS.index(name) + 1}/{len(STEPS)}] {name}')
         t0 = time.perf_counter()
@@ -375,6 +494,7 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
             _STEP_FNS[name](s, p, calls, progress)
         messages += [f'{name}: {w.message}' for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]
         timings[name] = round(time.perf_counter() - t0, 3)
+    messages = [m for m in messages if not m.startswith('units:')] + _unit_notes(p['units'], p)
     p['calls'] = {k: calls[k] for k in calls}
     res = Results(_plain(p), _versions(), s['source'], s['label_map'], s['model_bytes'], _plain(s['training']),
                   s['defects'], s['classes'], s['class_averages'], s['drift'], s['track'], s['track_table'],
@@ -384,26 +504,38 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
     return res
 
 # %% ../nbs/07_pipeline.ipynb #31368390
-def _fmt_D(D, se): return 'n/a' if not np.isfinite(D) else f'{D:.3g} ± {se:.2g} nm²/s'
+def _fmt_D(D, se, unit='nm²/s'): return 'n/a' if not np.isfinite(D) else f'{D:.3g} ± {se:.2g} {unit}'
+
+def _unit_names(params) -> tuple:
+    "('nm²/s', '/s') or the px / frame units the results were computed in (`params['units']`)."
+    u = params.get('units') or {}
+    length, time_ = u.get('length', 'nm'), u.get('time', 's')
+    return f'{length}²/{time_}', f'/{time_}'
 
 def _summary(self) -> str:
     "The results in a few lines of text."
     src, p, d = self.source, self.params, self.defects
     T, H, W = src['shape']
-    lines = [f'movie       {Path(src["name"] or "an array").name}: {T} frames of {H}x{W} px, {src["px_nm"]:.4g} nm/px, '
-             f'{src["frame_s"]:.4g} s/frame' + (f', gain {src["gain"]:g}' if src.get('gain') is not None else '')]
+    D_unit, r_unit = _unit_names(p)
+    px = f'{src["px_nm"]:.4g} nm/px' if src.get('px_nm') else 'no pixel size (results in px)'
+    fs = f'{src["frame_s"]:.4g} s/frame' if src.get('frame_s') else 'no frame time (results per frame)'
+    lines = [f'movie       {Path(src["name"] or "an array").name}: {T} frames of {H}x{W} px, {px}, {fs}'
+             + (f', gain {src["gain"]:g}' if src.get('gain') is not None else '')]
     r = self.training.get('recipe')
     if r:
         f1 = (f', best validation defect F1 {r["best_defect_f1"]:.3f}' if str(r.get('monitor')).startswith('val_') else
               f', training defect F1 {r["final_defect_f1"]:.3f} at the last epoch' if r.get('final_defect_f1') is not None else '')
         lines.append(f'network     trained on frame {p["train_frame"]}: {r["epochs_run"]} epochs in {r["seconds"]:.0f} s{f1}')
     else: lines.append(f'network     given ({(p.get("model") or {}).get("path") or "in memory"})')
-    lines.append(f'defects     {len(d)} ({len(d) / max(T, 1):.1f} per frame; {int(d.dropped.sum())} more at the edges, not kept)')
+    lines.append(f'defects     {len(d)} ({len(d) / max(T, 1):.1f} per frame; {int(d.dropped.sum())} more at the edges, not kept)'
+                 + ('; none found: nothing was clustered, linked or fitted' if len(d) == 0 else ''))
     n = np.bincount(self.classes, minlength=len(self.class_averages) + 1)[1:]
-    lines.append(f'classes     {len(n)}: ' + ', '.join(f'{k + 1}: {c}' for k, c in enumerate(n)))
+    K = p.get('n_classes')
+    lines.append(f'classes     {len(n)}: ' + (', '.join(f'{k + 1}: {c}' for k, c in enumerate(n)) or 'none')
+                 + (f' (n_classes={K} asked; too few defects)' if K is not None and len(n) < K else ''))
     lines.append(f'drift       {np.hypot(*self.drift[-1]):.2f} px at the last frame')
     lines.append(f'tracks      {len(np.unique(self.track))} ({len(self.track_table)} of >= {p["min_track"]} defects)')
-    pooled = '; '.join(f'{"all" if r_["class"] == 0 else "class " + str(r_["class"])} {_fmt_D(r_["D_nm2_s"], r_["se_nm2_s"])} '
+    pooled = '; '.join(f'{"all" if r_["class"] == 0 else "class " + str(r_["class"])} {_fmt_D(r_["D_nm2_s"], r_["se_nm2_s"], D_unit)} '
                        f'({r_["n_tracks"]} tracks)' for r_ in self.diffusion if r_['n_tracks'])
     lines.append(f'diffusion   {pooled or "no track long enough"}')
     tr = self.transitions
@@ -411,8 +543,8 @@ def _summary(self) -> str:
     lines.append(f'transitions {ch} class changes in {int(tr.counts.sum())} steps along the tracks')
     sw = self.switching
     if sw is not None and np.isfinite(sw.rates_per_s).all():
-        lines.append(f'switching   {sw.n_tracks} moving tracks: high -> low {sw.rates_per_s[0, 1]:.3g} ± {sw.rates_se[0, 1]:.2g} /s, '
-                     f'low -> high {sw.rates_per_s[1, 0]:.3g} ± {sw.rates_se[1, 0]:.2g} /s (weakest S2 neighbour at '
+        lines.append(f'switching   {sw.n_tracks} moving tracks: high -> low {sw.rates_per_s[0, 1]:.3g} ± {sw.rates_se[0, 1]:.2g} {r_unit}, '
+                     f'low -> high {sw.rates_per_s[1, 0]:.3g} ± {sw.rates_se[1, 0]:.2g} {r_unit} (weakest S2 neighbour at '
                      f'{sw.means[0]:.2g} and {sw.means[1]:.2g} sigma)')
     elif sw is not None: lines.append(f'switching   no rates: {sw.message}')
     lines.append(f'time        {sum(self.timings.values()):.0f} s: ' + ', '.join(f'{k} {v:.1f}' for k, v in self.timings.items()))
@@ -422,18 +554,28 @@ def _summary(self) -> str:
 Results.summary = _summary
 
 # %% ../nbs/07_pipeline.ipynb #ba2f750e
-FORMAT = 'stemdefect_nb results'
+FORMAT = RESULTS_FORMAT            # 'stemdefect_nb results': `io.load_movie` knows it too (and refuses such files as movies)
 FORMAT_VERSION = 2                  # 2: + deficit and switching (files of version 1 still load)
 _JSON_FIELDS = ('params', 'versions', 'source', 'training', 'timings', 'messages')
 
-def _check_target(path, overwrite=False) -> Path:
-    "The path to write the results to, or a clear error: a '.h5' name, an existing folder, no file unless `overwrite`."
+def _same_file(a, b) -> bool:
+    "Whether two paths name one file (a link, a hard link or another spelling included)."
+    try: return os.path.samefile(a, b)
+    except OSError: return Path(a).resolve() == Path(b).resolve()
+
+def _check_target(path, overwrite=False,
+                  source=None,             # the movie file the results come from: never the target
+                 ) -> Path:
+    "The path to write the results to, or a clear error: a '.h5' name, an existing folder, no file unless `overwrite`, not the movie."
     path = Path(path).expanduser()
     if path.suffix.lower() not in ('.h5', '.hdf5'):
         raise ValueError(f'{path}: a results file name must end in .h5 or .hdf5.')
     if not path.parent.is_dir():
         raise FileNotFoundError(f'{path}: the folder {path.parent} does not exist; create it first (mkdir -p {path.parent}).')
     if path.is_dir(): raise ValueError(f'{path} is a folder; give a file name, e.g. {path / "results.h5"}.')
+    if source and path.exists() and Path(source).exists() and _same_file(path, source):
+        raise ValueError(f'{path} is the movie being analysed ({source}): the results would replace it. Choose another name, '
+                         f'e.g. {path.with_name(path.stem + "-results.h5")}.')
     if path.exists() and not overwrite:
         raise FileExistsError(f'{path} exists; pass overwrite=True (--overwrite) to replace it, or choose another name.')
     return path
@@ -490,30 +632,15 @@ def _put_switching(f, r):
 
 _PUTS = (_put_header, _put_model, _put_defects, _put_tracks, _put_transitions, _put_switching)
 
-def _fsync(path):
-    "Ask the OS to put `path` (a file, or a folder's entries) on the disk; folders cannot be opened everywhere."
-    try: fd = os.open(path, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
-
 def _save(self, path,                 # the results file to write: '.h5' or '.hdf5'
           overwrite:bool=False,       # replace an existing file
          ) -> Path:
-    "Write the results to one HDF5 file: under a temporary name, flushed, then renamed (the old file survives a failed save)."
-    path = _check_target(path, overwrite)
-    tmp = path.with_name(f'{path.name}.tmp-{os.getpid()}')
-    try:
-        with h5py.File(tmp, 'w') as f:
+    "Write the results to one HDF5 file: under a new temporary name, flushed, then moved into place (`io._write_atomic`)."
+    path = _check_target(path, overwrite, source=self.source.get('path'))
+    def write(fileobj):
+        with h5py.File(fileobj, 'w') as f:            # the temporary file we created, not a name someone could redirect
             for put in _PUTS: put(f, self)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync(path.parent)
-    return path
+    return _write_atomic(path, write, overwrite=overwrite)   # without overwrite, a file that appeared meanwhile is kept
 
 Results.save = _save
 
@@ -602,8 +729,23 @@ def resume(results:Results,   # an analysis, in memory or from `load_results`
                 raise ValueError(f'the {step!r} step reads the frames: pass movie=... (the results came from '
                                  f'{results.source.get("name") or "an array"}, which is not a file here).')
             movie = load_movie(src, dataset=results.source.get('dataset') or 0)
+        movie = _as_movie(movie, None, None)
+        _check_same_movie(movie, results.source)
     else: movie = None
     return _run(movie, p, s, step, progress, previous=results)
+
+def _check_same_movie(movie:Movie, source:dict):
+    "Refuse a movie other than the one the results came from: another shape, or another pixel size (from another file)."
+    T, H, W = source['shape']
+    came = source.get('name') or 'an array'
+    if tuple(movie.shape) != (T, H, W):
+        raise ValueError(f'the movie given has {movie.shape[0]} frames of {movie.shape[1]}x{movie.shape[2]} px, but these results came from '
+                         f'{T} frames of {H}x{W} px ({came}): give the movie they came from, or analyze the new one.')
+    px, was = movie.px_nm, source.get('px_nm')
+    same_file = bool(movie.source and source.get('path') and Path(movie.source).exists() and _same_file(movie.source, source['path']))
+    if px and was and not same_file and not np.isclose(px, was, rtol=1e-3):
+        raise ValueError(f'the movie given has {px:.4g} nm/px, but these results came from {was:.4g} nm/px ({came}): give the '
+                         'movie they came from, or analyze the new one.')
 
 # %% ../nbs/07_pipeline.ipynb #1d01b22e
 VISIBLE_KINDS = ('Mo_W', 'Mo_W+V_S', 'V_W', 'V_S2')   # what the FFT labels see (lesson 04)
@@ -694,7 +836,8 @@ def _tracks(r, plt, movie):
     from stemdefect_nb.trajectories import class_colours
     K = len(r.class_averages)
     cols = class_colours(list(range(1, K + 1)))
-    px = r.source['px_nm']
+    px, unit = (r.source['px_nm'], 'nm') if r.source.get('px_nm') else (1.0, 'px')   # no pixel size: drawn in px
+    D_unit = _unit_names(r.params)[0]
     fig, axs = plt.subplots(1, 2, figsize=(13, 5.5))
     H, W = r.source['shape'][1:]
     if movie is not None: axs[0].imshow(as_frames(movie[0])[0], cmap='gray', extent=(0, W * px, H * px, 0))
@@ -703,7 +846,7 @@ def _tracks(r, plt, movie):
     cls = dict(zip(tt['track'].tolist(), tt['class'].tolist()))
     for t in r.tracks(min_length=r.params['min_track']):
         axs[0].plot(t.yx[:, 1] * px, t.yx[:, 0] * px, '-', color=cols[cls[t.id]], lw=1.2)
-    axs[0].set_xlabel('x (nm)'); axs[0].set_ylabel('y (nm)')
+    axs[0].set_xlabel(f'x ({unit})'); axs[0].set_ylabel(f'y ({unit})')
     axs[0].set_title(f'tracks of >= {r.params["min_track"]} defects, drift removed (frame 0 behind)')
     for k in range(1, K + 1):
         s = tt[tt['class'] == k]
@@ -713,7 +856,7 @@ def _tracks(r, plt, movie):
         if D['n_tracks']: axs[1].errorbar([k + 0.38], [D['D_nm2_s']], [D['se_nm2_s']], fmt='D', ms=7, color='k', capsize=3)
     axs[1].axhline(0, color='0.6', lw=0.8)
     axs[1].set_xticks(range(1, K + 1)); axs[1].set_xticklabels([f'class {k}' for k in range(1, K + 1)])
-    axs[1].set_ylabel('D (nm²/s)'); axs[1].set_title('D of each track (dots) and of each class (black)')
+    axs[1].set_ylabel(f'D ({D_unit})'); axs[1].set_title('D of each track (dots) and of each class (black)')
     fig.tight_layout()
     return fig
 
@@ -774,14 +917,20 @@ def docments(fn) -> dict:
 def movie_info(path,        # the movie file (any format `io.load_movie` reads)
                dataset=0,   # which image/stack in the file: an index, or a path inside an HDF5/EMD file, or an npz key
               ) -> str:
-    "Shape, pixel size, frame time and gain of a movie file, as text."
+    "Shape, pixel size, frame time and gain of a movie file, as text (for a results file: what it holds)."
     path = Path(path).expanduser()
+    if path.is_file() and h5py.is_hdf5(path):
+        with h5py.File(path, 'r') as f: ours, version = f.attrs.get('format') == FORMAT, f.attrs.get('format_version')
+        if ours:                                           # our own results: their summary, not their class averages as "frames"
+            r = load_results(path)
+            return '\n'.join([f'file        {path} (stemdefect_nb results, format {version}, '
+                              f'{path.stat().st_size / 2**20:.1f} MiB; not a movie: read it with load_results)', r.summary()])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         m = load_movie(path, dataset=dataset, normalize=False, lazy=True)
     T, H, W = m.shape
-    px = f'{m.px_nm:.4g} nm (field of view {W * m.px_nm:.4g} x {H * m.px_nm:.4g} nm)' if m.px_nm else 'not in the file (give --px-nm to run)'
-    fs = f'{m.frame_s:.4g} s (movie {T * m.frame_s:.4g} s)' if m.frame_s else 'not in the file (give --frame-s to run)'
+    px = f'{m.px_nm:.4g} nm (field of view {W * m.px_nm:.4g} x {H * m.px_nm:.4g} nm)' if m.px_nm else 'not in the file (give --px-nm; without it the results are in px)'
+    fs = f'{m.frame_s:.4g} s (movie {T * m.frame_s:.4g} s)' if m.frame_s else 'not in the file (give --frame-s; without it the rates are per frame)'
     gain = (f'{m.gain:.6g} (tag {m.meta.get("gain_tag")}): frames are divided by {m.gain:.6g}/64000 when loaded'
             if m.gain is not None else 'no PMTDF tag (frames used as they are)')
     lines = [f'file        {path} ({m.meta.get("format") or path.suffix[1:].upper()}, {path.stat().st_size / 2**20:.1f} MiB)',
@@ -860,7 +1009,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest='command', metavar='{run,info,demo}')
     sub.required = True
     r = sub.add_parser('run', help='analyse a movie and save the results to one HDF5 file',
-                       description='Analyse MOVIE (' + analyze.__doc__.split(',')[0].lower() + ') and write everything to one HDF5 file.')
+                       description='Analyse MOVIE (' + analyze.__doc__.split(',')[0].lower() + ') and write everything to one HDF5 file.',
+                       epilog=EXIT_CODES)
     r.add_argument('movie', metavar='MOVIE', help='the movie file: ' + docments(load_movie)['path'].split(':', 1)[-1].strip())
     r.add_argument('--out', required=True, metavar='RESULTS.h5', help='the results file to write (its folder must exist)')
     r.add_argument('--overwrite', action='store_true', help='replace an existing results file')
@@ -889,7 +1039,11 @@ def _cmd_info(a):
     print(movie_info(a.movie, a.dataset))
 
 def _cmd_run(a):
-    out = _check_target(a.out, a.overwrite)            # before minutes of work, not after
+    out = _check_target(a.out, a.overwrite, source=Path(a.movie).expanduser())   # before minutes of work, not after
+    with warnings.catch_warnings(record=True) as early:
+        warnings.simplefilter('always')
+        _warn_leftovers(out)                              # temporary files of killed saves to this name
+    for w in early: print(f'stemdefect: warning: {w.message}', file=sys.stderr)
     if a.model is not None and not Path(a.model).expanduser().is_file(): raise FileNotFoundError(f'{a.model}: no such model file.')
     kw = {k: getattr(a, k) for k in inspect.signature(analyze).parameters if k not in _CLI_SKIP}
     with warnings.catch_warnings(record=True) as caught:
@@ -897,7 +1051,9 @@ def _cmd_run(a):
         movie = load_movie(Path(a.movie).expanduser(), dataset=a.dataset)
     for w in caught: print(f'stemdefect: warning: {w.message}', file=sys.stderr)
     res = analyze(movie, model=a.model, progress=not a.quiet, **kw)
-    res.save(out, overwrite=a.overwrite)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')                   # the leftovers were reported above
+        res.save(out, overwrite=a.overwrite)
     print(res.summary())
     print(f'results     {out} ({out.stat().st_size / 2**20:.1f} MiB)')
 
@@ -913,11 +1069,14 @@ def _cmd_demo(a):
     print('  ' + repr(sc).replace('\n', '\n  '))
     print(f'total       {time.perf_counter() - t0:.0f} s')
 
+EXIT_CODES = ('exit codes: 0 done (also when no defect was found: the results are saved and the summary says so), '
+              '2 bad input (the message says what to change; nothing was written), 1 another failure, 130 interrupted.')
+
 _USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError)
 
 def main(argv=None,   # the arguments (None: sys.argv[1:])
         ) -> int:
-    "The `stemdefect` command: run, info, demo. Returns the exit code (0 ok, 2 a user error, 1 another failure)."
+    "The `stemdefect` command: run, info, demo. Returns the exit code (see `EXIT_CODES`)."
     try: a = _parser().parse_args(argv)
     except SystemExit as e: return int(e.code or 0)      # --help, --version, a bad option (argparse printed why)
     try:

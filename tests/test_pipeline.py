@@ -82,9 +82,10 @@ def test_analyze_fields_and_parameters(small):
     assert 'defects' in text and 'diffusion' in text and 'transitions' in text
 
 
-def test_analyze_refuses_a_movie_without_units():
+def test_analyze_refuses_a_zero_pixel_size():
+    # a movie without units is analysed in px and frames (tests/test_reliability.py, case 15); zero is refused
     a = np.random.default_rng(0).random((2, 64, 64), dtype=np.float32)
-    with pytest.raises(ValueError, match='px_nm'): pl.analyze(a, progress=False)
+    with pytest.raises(ValueError, match='px_nm'): pl.analyze(a, px_nm=0, progress=False)
 
 
 def test_existing_model_replaces_training(small, tmp_path):
