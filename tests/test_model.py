@@ -26,7 +26,7 @@ def trained():
     X, L = dots(48, seed=1)
     Xv, Lv = dots(8, seed=2)
     X, Xv = normalize_frames(X), normalize_frames(Xv)
-    model, hist = train_model(X, L, Xv, Lv, epochs=15, batch_size=4, loss='wce+dice', patience=15, max_seconds=40, verbose=0)
+    model, hist = train_model(X, L, Xv, Lv, epochs=15, batch_size=4, loss='wce+dice', patience=15, verbose=0)
     return model, hist
 
 

@@ -216,7 +216,7 @@ def test_help_comes_from_the_docments(capsys):
     assert code == 0
     flat = ' '.join(out.split())
     assert "--n-classes N defect classes of the clustering (lesson 05; the seed's 5) (default: 5)" in flat
-    assert '--max-seconds X training time budget in s; None: no limit (lesson 03) (default: 120)' in flat
+    assert "--max-seconds X opt-in training guard in s (results then depend on the machine's speed); None: no limit (lesson 03) (default: None)" in flat
     assert _cli(capsys, '--help')[0] == 0 and _cli(capsys, 'demo', '--help')[0] == 0
 
 
@@ -282,10 +282,10 @@ def test_cli_errors_are_one_line(dm4, tmp_path, capsys):
     for bad, says in ((('--n-classes', 'five'), 'expected an integer'), (('--drift', 'sideways'), 'invalid choice')):
         code, out, err = _cli(capsys, 'run', dm4, '--out', tmp_path / 'x.h5', *bad)      # argparse: usage + error
         assert code == 2 and says in err and 'Traceback' not in err, err
-    with pytest.raises(ValueError, match="drift must be 'frames'"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, drift='up')
-    with pytest.raises(ValueError, match="maskratio must be a number"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, maskratio='big')
+    with pytest.raises(ValueError, match=r"drift \(--drift\) must be 'frames'"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, drift='up')
+    with pytest.raises(ValueError, match=r"maskratio \(--maskratio\) must be a positive number"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, maskratio='big')
     with pytest.raises(ValueError, match='label_frames'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_frames=0)
-    with pytest.raises(ValueError, match='label_min_size must be'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_min_size='big')
+    with pytest.raises(ValueError, match=r'label_min_size \(--label-min-size\) must be'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_min_size='big')
 
 
 def test_cli_maskratio_takes_a_number_or_auto():
@@ -307,7 +307,7 @@ def test_console_script_error_exit_code(tmp_path):
 
 def test_demo_small(tmp_path, capsys):
     d = tmp_path / 'demo'
-    args = ('demo', '--out', d, '--frames', 6, '--size', 256, '--max-seconds', 15, '--quiet')
+    args = ('demo', '--out', d, '--frames', 6, '--size', 256, '--quiet')   # no clock: the whole schedule
     code, out, err = _cli(capsys, *args)
     assert code == 0, err
     names = sorted(p.name for p in d.iterdir())
