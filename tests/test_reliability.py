@@ -268,3 +268,12 @@ def test_17_no_defect_or_fewer_than_n_classes(empty, movie_truth, null_net, tmp_
     assert any('fewer than n_classes=50' in m for m in few.messages) and 'too few defects' in few.summary()
     assert pl.load_results(few.save(tmp_path / 'few.h5')).differences(few) == []
     assert 'no defect was found' in pl.EXIT_CODES
+
+
+def test_17_cli_no_defect_exit_0_without_units(movie, null_net, tmp_path, capsys):
+    null_net.save(tmp_path / 'null.keras')
+    np.save(tmp_path / 'm.npy', movie.frames)                        # an .npy has neither a pixel size nor a frame time
+    code, out, err = _cli(capsys, 'run', tmp_path / 'm.npy', '--out', tmp_path / 'r.h5', '--model', tmp_path / 'null.keras', '--quiet')
+    assert code == 0 and 'none found' in out and 'px²/frame' not in err
+    r = pl.load_results(tmp_path / 'r.h5')
+    assert len(r.defects) == 0 and r.params['units'] == dict(r.params['units'], length='px', time='frame')
