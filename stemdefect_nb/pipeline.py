@@ -230,7 +230,7 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
     return _run(movie, params, {}, STEPS[0], progress)
 
 # %% ../nbs/07_pipeline.ipynb #c4ec0a11
-def _flag(k): return f'{k} (--{k.replace("_", "-")})'
+def _opt(k): return f'--{k.replace("_", "-")}'
 
 def _number(v): return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
 
@@ -240,14 +240,14 @@ def _need_whole(p, k, lo, hi=None, none=False, why=''):
     whole = _number(v) and bool(np.isfinite(v)) and float(v) == int(v)
     if not whole or v < lo or (hi is not None and v > hi):
         rng = f'>= {lo}' if hi is None else f'from {lo} to {hi}'
-        raise ValueError(f'{_flag(k)} must be a whole number {rng}{" (or None)" if none else ""}{why}; got {v!r}.')
+        raise ValueError(f'{k} must be a whole number {rng}{" (or None)" if none else ""}{why}; got {v!r} ({_opt(k)}).')
     p[k] = int(v)
 
 def _need_positive(p, k, none=False, why=''):
     v = p[k]
     if none and v is None: return
     if not (_number(v) and np.isfinite(v) and v > 0):
-        raise ValueError(f'{_flag(k)} must be a positive number{" (or None" + why + ")" if none else why}; got {v!r}.')
+        raise ValueError(f'{k} must be a positive number{" (or None" + why + ")" if none else why}; got {v!r} ({_opt(k)}).')
 
 def _given_net(model, shape):
     "The network given to `analyze` (a Keras model or a '.keras' file) and its settings, checked to fit the frames."
@@ -278,7 +278,7 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
     "Refuse any bad parameter of `analyze` with a message naming it and the fix, before any work starts; {} or the given network."
     if shape is None:
         if p['drift'] not in CHOICES['drift']:
-            raise ValueError(f"drift (--drift) must be 'frames', 'defects' or 'none'; got {p['drift']!r}.")
+            raise ValueError(f"drift must be 'frames', 'defects' or 'none'; got {p['drift']!r} (--drift).")
         for k in ('n_classes', 'min_track', 'max_lag', 'label_frames'): _need_whole(p, k, 1)
         for k in ('min_size', 'memory'): _need_whole(p, k, 0)
         _need_whole(p, 'max_size', p['min_size'] + 1, why=f' (larger than min_size={p["min_size"]})')
@@ -287,33 +287,33 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         _need_whole(p, 'epochs', 1, why=': the network must be trained (or give model=...)')
         for k in ('window', 'step'): _need_whole(p, k, 1, none=True)
         if not (_number(p['val_frac']) and 0 <= p['val_frac'] < 1):
-            raise ValueError(f'{_flag("val_frac")} must be a share from 0 up to (not including) 1; got {p["val_frac"]!r}.')
+            raise ValueError(f'val_frac must be a share from 0 up to (not including) 1; got {p["val_frac"]!r} (--val-frac).')
         _need_positive(p, 'max_seconds', none=True, why=': no limit')
         for k in ('px_nm', 'frame_s'): _need_positive(p, k, none=True, why=": the movie's")
         _need_positive(p, 'max_disp_nm'); _need_positive(p, 'label_k')
         if not (_number(p['threshold']) and 0 < p['threshold'] < 1):
-            raise ValueError(f'{_flag("threshold")} is a probability: it must be between 0 and 1 (not 0 or 1 themselves); '
-                             f'got {p["threshold"]!r}. The lessons use 0.5.')
-        for k, what in (('maskratio', 'a positive number (e.g. 10)'), ('label_min_size', 'a whole number of px >= 0')):
+            raise ValueError(f'threshold is a probability: it must be between 0 and 1 (not 0 or 1 themselves); '
+                             f'got {p["threshold"]!r} (--threshold). The lessons use 0.5.')
+        for k, what in (('maskratio', 'a number > 0 (e.g. 10)'), ('label_min_size', 'a whole number of px >= 0')):
             v = p[k]
             if isinstance(v, str) and v == 'auto': continue
             if k == 'maskratio' and _number(v) and np.isfinite(v) and v > 0: continue
             if k == 'label_min_size' and _number(v) and np.isfinite(v) and v >= 0 and float(v) == int(v): continue
-            raise ValueError(f"{_flag(k)} must be {what} or 'auto' (from the lattice's period); got {v!r}.")
+            raise ValueError(f"{k} must be {what} or 'auto' (from the lattice's period); got {v!r} ({_opt(k)}).")
         return {}
     T, H, W = shape
     if not (_number(p['train_frame']) and float(p['train_frame']) == int(p['train_frame']) and -T <= p['train_frame'] < T):
-        raise ValueError(f'train_frame (--train-frame) must be a frame of the movie, 0..{T - 1}; got {p["train_frame"]!r}.')
+        raise ValueError(f'train_frame must be a frame of the movie, 0..{T - 1}; got {p["train_frame"]!r}.')
     if 2 * p['half'] > min(H, W):
-        raise ValueError(f'half (--half) = {p["half"]} makes patches of {2 * p["half"]} px, larger than the {H}x{W} frames; use a smaller half.')
+        raise ValueError(f'half = {p["half"]} makes patches of {2 * p["half"]} px, larger than the {H}x{W} frames; use a smaller half.')
     most = T * H * W // (p['min_size'] + 1)
     if p['n_classes'] > most:
-        raise ValueError(f'n_classes (--n-classes) = {p["n_classes"]}: {T} frames of {H}x{W} px cannot hold that many defects of more '
+        raise ValueError(f'n_classes = {p["n_classes"]}: {T} frames of {H}x{W} px cannot hold that many defects of more '
                          f'than min_size={p["min_size"]} px (at most {most}); ask for fewer classes.')
     if 'train' not in todo: return {}
     if p['model'] is not None: return dict(given=_given_net(p['model'], shape))
     if p['window'] is not None and p['window'] > min(H, W):
-        raise ValueError(f'window (--window) = {p["window"]} px is larger than the {H}x{W} frames; use a smaller window, or None.')
+        raise ValueError(f'window = {p["window"]} px is larger than the {H}x{W} frames; use a smaller window, or None.')
     return {}
 
 # %% ../nbs/07_pipeline.ipynb #2bd85850

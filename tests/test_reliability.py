@@ -112,7 +112,7 @@ def test_03_leftover_tmp_files_reported(empty, tmp_path):
 
 def test_04_epochs_zero_or_negative(movie, no_work, tmp_path, capsys):
     for e in (0, -3):
-        with pytest.raises(ValueError, match=r'epochs \(--epochs\)'): pl.analyze(movie, epochs=e, progress=False)
+        with pytest.raises(ValueError, match=r'epochs must .*\(--epochs\)'): pl.analyze(movie, epochs=e, progress=False)
     np.save(tmp_path / 'm.npy', movie.frames)
     code, out, err = _cli(capsys, 'run', tmp_path / 'm.npy', '--out', tmp_path / 'r.h5', '--epochs', 0,
                           '--px-nm', 0.03, '--frame-s', 2.25, '--quiet')
@@ -125,7 +125,7 @@ def test_05_px_nm_or_frame_s_zero(movie, no_work, tmp_path, capsys):
             with pytest.raises(ValueError, match=k): pl.analyze(movie, **{k: v}, progress=False)
     np.save(tmp_path / 'm.npy', movie.frames)
     code, out, err = _cli(capsys, 'run', tmp_path / 'm.npy', '--out', tmp_path / 'r.h5', '--px-nm', 0, '--quiet')
-    assert code == 2 and 'px_nm (--px-nm) must be a positive number' in err
+    assert code == 2 and 'px_nm must be a positive number' in err and '(--px-nm)' in err
 
 
 def test_06_threshold_outside_0_1(movie, no_work):
@@ -268,3 +268,12 @@ def test_17_no_defect_or_fewer_than_n_classes(empty, movie_truth, null_net, tmp_
     assert any('fewer than n_classes=50' in m for m in few.messages) and 'too few defects' in few.summary()
     assert pl.load_results(few.save(tmp_path / 'few.h5')).differences(few) == []
     assert 'no defect was found' in pl.EXIT_CODES
+
+
+def test_17_cli_no_defect_exit_0_without_units(movie, null_net, tmp_path, capsys):
+    null_net.save(tmp_path / 'null.keras')
+    np.save(tmp_path / 'm.npy', movie.frames)                        # an .npy has neither a pixel size nor a frame time
+    code, out, err = _cli(capsys, 'run', tmp_path / 'm.npy', '--out', tmp_path / 'r.h5', '--model', tmp_path / 'null.keras', '--quiet')
+    assert code == 0 and 'none found' in out and 'px²/frame' not in err
+    r = pl.load_results(tmp_path / 'r.h5')
+    assert len(r.defects) == 0 and r.params['units'] == dict(r.params['units'], length='px', time='frame')
