@@ -282,10 +282,10 @@ def test_cli_errors_are_one_line(dm4, tmp_path, capsys):
     for bad, says in ((('--n-classes', 'five'), 'expected an integer'), (('--drift', 'sideways'), 'invalid choice')):
         code, out, err = _cli(capsys, 'run', dm4, '--out', tmp_path / 'x.h5', *bad)      # argparse: usage + error
         assert code == 2 and says in err and 'Traceback' not in err, err
-    with pytest.raises(ValueError, match=r"drift \(--drift\) must be 'frames'"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, drift='up')
-    with pytest.raises(ValueError, match=r"maskratio \(--maskratio\) must be a positive number"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, maskratio='big')
+    with pytest.raises(ValueError, match="drift must be 'frames'"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, drift='up')
+    with pytest.raises(ValueError, match="maskratio must be a"): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, maskratio='big')
     with pytest.raises(ValueError, match='label_frames'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_frames=0)
-    with pytest.raises(ValueError, match=r'label_min_size \(--label-min-size\) must be'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_min_size='big')
+    with pytest.raises(ValueError, match='label_min_size must be'): pl.analyze(np.zeros((2, 64, 64)), px_nm=0.03, frame_s=1, label_min_size='big')
 
 
 def test_cli_maskratio_takes_a_number_or_auto():
