@@ -95,9 +95,9 @@ def detection_f1(net, movie, truth):
     return detection_scores(d, truth, frames=pre, kinds=VISIBLE)
 
 
-def seed_recipe_seconds(n_windows=819, window=256, epochs=50, timed=64):
-    "The seed's training (its network, Adam, categorical CE, batch 32), one epoch on `timed` windows, per window-epoch, scaled up."
-    import numpy as np, keras
+def seed_network(window=256):
+    "The seed's model_defect, as printed in its notebook, compiled as it was (Adam, categorical CE)."
+    import keras
     from keras import layers
     inp = keras.Input((window, window, 1))
     x = layers.Conv2D(20, 3, activation='relu', padding='same')(inp); x = layers.MaxPooling2D(2, padding='same')(x)
@@ -107,6 +107,13 @@ def seed_recipe_seconds(n_windows=819, window=256, epochs=50, timed=64):
     x = layers.Conv2D(2, 3, padding='same')(x); x = layers.Conv2D(2, 1, padding='same')(x)
     m = keras.Model(inp, layers.Activation('softmax')(x))
     m.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])
+    return m
+
+
+def seed_recipe_seconds(n_windows=819, window=256, epochs=50, timed=64):
+    "The seed's training (its network, Adam, categorical CE, batch 32), one epoch on `timed` windows, per window-epoch, scaled up."
+    import numpy as np
+    m = seed_network(window)
     rng = np.random.default_rng(0)
     X = rng.random((timed, window, window, 1), dtype=np.float32)
     Y = np.zeros((timed, window, window, 2), np.float32); Y[..., 0] = 1
