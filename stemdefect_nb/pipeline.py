@@ -178,6 +178,10 @@ def _units(p, movie) -> dict:
         u.update(px_nm_lattice=float(WS2_A_NM / (2 * P / np.sqrt(3))) if ok else 0.03, lattice_period_px=float(P) if ok else None)
     return u
 
+def _limits_px_nm(p) -> float:
+    "The pixel size that turns the nm limits (linking, moving tracks) into px: the movie's, else the lattice's estimate."
+    return p['px_nm'] or p['units']['px_nm_lattice']
+
 def _unit_notes(u, p) -> list:
     "What the results' units mean, for the messages."
     notes = []
@@ -294,12 +298,9 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         if not (_number(p['threshold']) and 0 < p['threshold'] < 1):
             raise ValueError(f'threshold is a probability: it must be between 0 and 1 (not 0 or 1 themselves); '
                              f'got {p["threshold"]!r} (--threshold). The lessons use 0.5.')
-        for k, what in (('maskratio', 'a number > 0 (e.g. 10)'), ('label_min_size', 'a whole number of px >= 0')):
-            v = p[k]
-            if isinstance(v, str) and v == 'auto': continue
-            if k == 'maskratio' and _number(v) and np.isfinite(v) and v > 0: continue
-            if k == 'label_min_size' and _number(v) and np.isfinite(v) and v >= 0 and float(v) == int(v): continue
-            raise ValueError(f"{k} must be {what} or 'auto' (from the lattice's period); got {v!r} ({_opt(k)}).")
+        auto = " or 'auto' (from the lattice's period)"
+        if p['maskratio'] != 'auto': _need_positive(p, 'maskratio', why=f' (e.g. 10){auto}')
+        if p['label_min_size'] != 'auto': _need_whole(p, 'label_min_size', 0, why=f' of px{auto}')
         return {}
     T, H, W = shape
     if not (_number(p['train_frame']) and float(p['train_frame']) == int(p['train_frame']) and -T <= p['train_frame'] < T):
@@ -419,8 +420,8 @@ def _step_cluster(s, p, c, progress):
     s['clusters'] = out                                   # the fitted model, in memory only (see `Results.clusters`)
 
 def _step_link(s, p, c, progress):
-    nm = {} if p['px_nm'] else dict(px_nm=p['units']['px_nm_lattice'])   # no pixel size: nm limits through the lattice
-    s['track'] = _call(c, link, s['defects'], max_disp_nm=p['max_disp_nm'], memory=p['memory'], drift=s['drift'], **nm)
+    s['track'] = _call(c, link, s['defects'], max_disp_nm=p['max_disp_nm'], memory=p['memory'], drift=s['drift'],
+                       **({} if p['px_nm'] else dict(px_nm=_limits_px_nm(p))))
 
 def _step_diffusion(s, p, c, progress):
     d, classes, px, fs = s['defects'], s['classes'], p['px_nm'] or 1.0, p['frame_s'] or 1.0   # 1: per px, per frame
@@ -447,7 +448,7 @@ def _step_transitions(s, p, c, progress):
 
 def _step_switching(s, p, c, progress):
     d = s['defects']
-    moving = _call(c, moving_tracks, split_tracks(d, s['track'], drift=s['drift']), p['px_nm'] or p['units']['px_nm_lattice'],
+    moving = _call(c, moving_tracks, split_tracks(d, s['track'], drift=s['drift']), _limits_px_nm(p),
                    min_length=p['min_track'])
     if s.get('deficit') is None:                          # measured once per extraction (`resume` keeps it, or loads the movie)
         rows = np.concatenate([t.rows for t in moving]) if moving else np.zeros(0, np.int64)
