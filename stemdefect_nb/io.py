@@ -189,82 +189,6 @@ def save_dm(path,          # where to write: a .dm3 or .dm4 file
         raise
     return path
 
-# %% ../nbs/00_io.ipynb #c0a1e7f2
-_STALE_S = 300   # a temporary file this old (s) whose writing process is gone is the leftover of an interrupted save
-
-def _pid_alive(pid):
-    "Whether process `pid` exists here (unsure counts as alive)."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except OSError: return True                   # another user's process, or no way to tell
-    return True
-
-def _leftover_temps(path, min_age_s=_STALE_S) -> list:
-    "The temporary files of interrupted saves to `path` (older than `min_age_s`, their process gone): [(file, pid)]."
-    path, now, out = Path(path), time.time(), []
-    name = re.escape(path.name)
-    for p in path.parent.glob(f'*{glob.escape(path.name)}.tmp-*'):
-        m = re.fullmatch(rf'\.?{name}\.tmp-(\d+)(-.*)?', p.name)   # ours: .NAME.tmp-PID-XXXX; older versions: NAME.tmp-PID
-        if not m: continue
-        try: age = now - p.lstat().st_mtime
-        except OSError: continue
-        if age >= min_age_s and not _pid_alive(int(m.group(1))): out.append((p, int(m.group(1))))
-    return sorted(out)
-
-def _warn_leftovers(path):
-    for p, pid in _leftover_temps(path):
-        warnings.warn(f'{p}: a temporary file left by an interrupted save to {Path(path).name} (its process {pid} is gone); '
-                      'it can be deleted (rm it) unless another machine is writing it.')
-
-def _umask():
-    m = os.umask(0o22); os.umask(m)
-    return m
-
-def _claim(tmp, path):
-    "Move the finished `tmp` to `path`, failing if `path` exists (hard link; or an exclusive create, then a rename)."
-    taken = FileExistsError(f'{path} appeared while this save was being written (another save to the same name?); '
-                            'it was not replaced. Pass overwrite=True (--overwrite) to replace it, or choose another name.')
-    try: os.link(tmp, path)
-    except FileExistsError: raise taken from None
-    except OSError:                               # no hard links on this file system: claim the name first
-        try: os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError: raise taken from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-def _fsync_dir(folder):
-    "Ask the OS to put a folder's entries on the disk (folders cannot be opened everywhere)."
-    try: fd = os.open(folder, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
-
-def _write_atomic(path,            # the file to write
-                  write,           # write(f): writes the content to the open file object `f`
-                  overwrite=False, # replace `path` if it exists
-                  text=False,      # `f` is a text file (UTF-8) rather than binary
-                 ) -> Path:
-    "Write `path` whole or not at all: into a new temporary file beside it, flushed, then moved into place (no-overwrite kept atomically)."
-    path = Path(path)
-    _warn_leftovers(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.tmp-{os.getpid()}-', dir=path.parent)   # O_EXCL: no link is followed
-    tmp = Path(tmp)
-    try:
-        try: os.fchmod(fd, 0o666 & ~_umask())    # the permissions of an ordinary new file (mkstemp's are private)
-        except (OSError, AttributeError): pass
-        with (os.fdopen(fd, 'w', encoding='utf-8') if text else os.fdopen(fd, 'w+b')) as f:
-            write(f)
-            f.flush(); os.fsync(f.fileno())
-        if overwrite: os.replace(tmp, path)
-        else: _claim(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
 # %% ../nbs/00_io.ipynb #ef426139
 GAIN_FULL_SCALE = 64000.   # the seed divides the data by gain / 64000
 
@@ -895,3 +819,79 @@ def show_frame(frame,             # one frame [H,W], a one-frame stack, or a `Mo
     elif scalebar_nm:
         warnings.warn('show_frame: no pixel size, so no scale bar; pass px_nm=...')
     return ax
+
+# %% ../nbs/00_io.ipynb #c0a1e7f2
+_STALE_S = 300   # a temporary file this old (s) whose writing process is gone is the leftover of an interrupted save
+
+def _pid_alive(pid):
+    "Whether process `pid` exists here (unsure counts as alive)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True                   # another user's process, or no way to tell
+    return True
+
+def _leftover_temps(path, min_age_s=_STALE_S) -> list:
+    "The temporary files of interrupted saves to `path` (older than `min_age_s`, their process gone): [(file, pid)]."
+    path, now, out = Path(path), time.time(), []
+    name = re.escape(path.name)
+    for p in path.parent.glob(f'*{glob.escape(path.name)}.tmp-*'):
+        m = re.fullmatch(rf'\.?{name}\.tmp-(\d+)(-.*)?', p.name)   # ours: .NAME.tmp-PID-XXXX; older versions: NAME.tmp-PID
+        if not m: continue
+        try: age = now - p.lstat().st_mtime
+        except OSError: continue
+        if age >= min_age_s and not _pid_alive(int(m.group(1))): out.append((p, int(m.group(1))))
+    return sorted(out)
+
+def _warn_leftovers(path):
+    for p, pid in _leftover_temps(path):
+        warnings.warn(f'{p}: a temporary file left by an interrupted save to {Path(path).name} (its process {pid} is gone); '
+                      'it can be deleted (rm it) unless another machine is writing it.')
+
+def _umask():
+    m = os.umask(0o22); os.umask(m)
+    return m
+
+def _claim(tmp, path):
+    "Move the finished `tmp` to `path`, failing if `path` exists (hard link; or an exclusive create, then a rename)."
+    taken = FileExistsError(f'{path} appeared while this save was being written (another save to the same name?); '
+                            'it was not replaced. Pass overwrite=True (--overwrite) to replace it, or choose another name.')
+    try: os.link(tmp, path)
+    except FileExistsError: raise taken from None
+    except OSError:                               # no hard links on this file system: claim the name first
+        try: os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError: raise taken from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+def _fsync_dir(folder):
+    "Ask the OS to put a folder's entries on the disk (folders cannot be opened everywhere)."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def _write_atomic(path,            # the file to write
+                  write,           # write(f): writes the content to the open file object `f`
+                  overwrite=False, # replace `path` if it exists
+                  text=False,      # `f` is a text file (UTF-8) rather than binary
+                 ) -> Path:
+    "Write `path` whole or not at all: into a new temporary file beside it, flushed, then moved into place (no-overwrite kept atomically)."
+    path = Path(path)
+    _warn_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.tmp-{os.getpid()}-', dir=path.parent)   # O_EXCL: no link is followed
+    tmp = Path(tmp)
+    try:
+        try: os.fchmod(fd, 0o666 & ~_umask())    # the permissions of an ordinary new file (mkstemp's are private)
+        except (OSError, AttributeError): pass
+        with (os.fdopen(fd, 'w', encoding='utf-8') if text else os.fdopen(fd, 'w+b')) as f:
+            write(f)
+            f.flush(); os.fsync(f.fileno())
+        if overwrite: os.replace(tmp, path)
+        else: _claim(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
