@@ -21,3 +21,15 @@ def shared_io():
     d = shared_io_dir()
     if d is None: pytest.skip('shared/data/io not found (set STEMDEFECT_SHARED_IO to its path)')
     return d
+
+
+@pytest.fixture(scope='session')
+def example_analysis():
+    """`analyze` with its defaults on the built-in 100-frame example movie, and its truth: `(movie, truth, results)`.
+
+    One training (about a minute on 2 cores) shared by lesson 04's end-to-end detection tests and lesson 07's
+    end-to-end accuracy test."""
+    from stemdefect_nb.synth import example_movie
+    from stemdefect_nb.pipeline import analyze
+    movie, truth = example_movie()
+    return movie, truth, analyze(movie, progress=False)

@@ -26,16 +26,22 @@ def chain(n_frames=100, size=512, seed=0, **physics):
     net, _ = model_mod.train_model(X, Y, Xv, Yv, verbose=0)
     probs = model_mod.predict_movie(net, movie, progress=False)
     d = extract_movie(movie, probs, progress=False)
+    return movie, truth, d, _scores(d, truth, physics)
+
+
+def _scores(d, truth, physics=None):
     pre = range(truth.hole_start if truth.hole_start is not None else truth.n_frames)
     scores = {name: detection_scores(d, truth, frames=pre, kinds=k) for name, k in
               (('visible', VISIBLE), ('strong', STRONG), ('all', None))}
     for name, s in scores.items(): print(f'\n[{physics or "example movie"}] {name}: {s}')
-    return movie, truth, d, scores
+    return scores
 
 
 @pytest.fixture(scope='module')
-def example():
-    return chain()
+def example(example_analysis):
+    # the same chain through `analyze` (its defaults are this recipe), shared with lesson 07's end-to-end test
+    movie, truth, r = example_analysis
+    return movie, truth, r.defects, _scores(r.defects, truth)
 
 
 @pytest.fixture(scope='module')

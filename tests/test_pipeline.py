@@ -325,15 +325,14 @@ def test_demo_small(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ end to end, against the truth
-def test_end_to_end_accuracy():
-    """40 frames of 512x512 (before the holes), the lessons' defaults (the whole training schedule): about 1 minute.
+def test_end_to_end_accuracy(example_analysis):
+    """The built-in 100-frame movie (scored before the holes), the lessons' defaults (the whole training schedule).
 
     The detection of the strong kinds, the linking of the Mo dopants and their D against the truth; the numbers
     are printed (pytest -s) for the record.
     """
     from stemdefect_nb.extract import detection_scores
-    movie, truth = example_movie(40, 512, seed=0)
-    r = pl.analyze(movie, progress=False)
+    movie, truth, r = example_analysis     # shared with lesson 04's end-to-end tests (tests/conftest.py)
     s = pl.score(r, truth)
     strong = detection_scores(r.defects, truth, kinds=['Mo_W', 'Mo_W+V_S', 'V_W'])
     print(f'\n{r.summary()}\n{s}\nstrong kinds: {strong}')
