@@ -493,6 +493,10 @@ def show_classes(clusters: Clusters,     # the result of `cluster_defects`
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
     n = clusters.n_classes
+    if n == 0:                                                         # nothing was found: say so in the figure
+        fig, ax = plt.subplots(figsize=figsize or (4, 1.5)); ax.axis('off')
+        ax.text(0.5, 0.5, 'no classes: no defect was found', ha='center', va='center')
+        return fig
     ncols = min(ncols, n); nrows = int(math.ceil(n / ncols))
     fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.6 * ncols, 3.2 * nrows), squeeze=False)
     h, w = clusters.averages.shape[1:]

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from .io import Movie, as_frames
 
 # %% auto #0
-__all__ = ['fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio', 'fft_subtract',
-           'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map', 'plot_defect_map', 'Coverage',
-           'map_coverage', 'drop_side_lobes', 'training_labels', 'mean_frame', 'label_min_size', 'frame_labels',
-           'FFTExplorer', 'explore_fft']
+__all__ = ['LATTICE_MIN', 'fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio',
+           'lattice_strength', 'fft_subtract', 'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map',
+           'plot_defect_map', 'Coverage', 'map_coverage', 'drop_side_lobes', 'training_labels', 'mean_frame',
+           'label_min_size', 'frame_labels', 'FFTExplorer', 'explore_fft']
 
 # %% ../nbs/01_fft.ipynb #13aa8431
 def _freqs(n):
@@ -129,9 +129,8 @@ def lattice_model(img,            # a frame [H,W], a movie [T,H,W] or a `Movie`
     return out[0] if single else out
 
 # %% ../nbs/01_fft.ipynb #2048b4c0
-def lattice_period(img,   # a frame [H,W], a movie [T,H,W] or a `Movie` (its first frame is used)
-                  ) -> float:
-    "Period (px) of the strongest Bragg spot of the first frame: the spacing of the main lattice fringes (nan: no lattice)."
+def _strongest_spot(img):
+    "The first frame's windowed amplitude spectrum F (background near zero frequency removed) and (iy, ix) of its largest value."
     u = as_frames(img, 'img')[:1]
     H, W = u.shape[-2:]
     S = min(H, W)
@@ -140,6 +139,13 @@ def lattice_period(img,   # a frame [H,W], a movie [T,H,W] or a `Movie` (its fir
     r = np.sqrt(fy[:, None]**2 + fx[None, :]**2)
     F[r < max(2, S / 64)] = 0                                  # skip the background near zero frequency
     iy, ix = np.unravel_index(np.argmax(F), F.shape)
+    return F, iy, ix
+
+def lattice_period(img,   # a frame [H,W], a movie [T,H,W] or a `Movie` (its first frame is used)
+                  ) -> float:
+    "Period (px) of the strongest Bragg spot of the first frame: the spacing of the main lattice fringes (nan: no lattice)."
+    F, iy, ix = _strongest_spot(img)
+    H, W = F.shape
     if not F[iy, ix] > 8 * np.median(F): return float('nan')   # nothing stands out of the noise
     dy = _grandke(F[(iy - 1) % H, ix], F[iy, ix], F[(iy + 1) % H, ix])
     dx = _grandke(F[iy, (ix - 1) % W], F[iy, ix], F[iy, (ix + 1) % W])
@@ -161,6 +167,19 @@ def _check_period(frame, maskratio):
         warnings.warn(f'The lattice fringes ({P:.1f} px apart) fall inside the mask (maskratio={maskratio}): the '
                       f'difference image will show the lattice. Use maskratio={int(np.ceil(1.05 * P))} or more '
                       f'(see suggest_maskratio).', stacklevel=3)
+
+# %% ../nbs/01_fft.ipynb #55820bff
+LATTICE_MIN = 10.0   # `lattice_strength` below this: no lattice (noise and amorphous films give 4-6, lattices 13 and more)
+
+def lattice_strength(img,  # a frame [H,W], a movie [T,H,W] or a `Movie` (its first frame is used)
+                    ) -> float:
+    "How far the strongest Bragg spot of the first frame stands above the median of the spectrum 3-6 px around it."
+    F, iy, ix = _strongest_spot(img)
+    H, W = F.shape
+    dy, dx = np.mgrid[-6:7, -6:7]
+    ring = (np.hypot(dy, dx) >= 3) & (np.hypot(dy, dx) <= 6)
+    around = np.median(F[(iy + dy[ring]) % H, (ix + dx[ring]) % W])
+    return float(F[iy, ix] / around) if around > 0 else (float('inf') if F[iy, ix] > 0 else 0.0)
 
 # %% ../nbs/01_fft.ipynb #04fdb018
 def _psd_smooth_hat(u):

@@ -15,7 +15,7 @@ import h5py
 from . import __version__
 from .io import Movie, as_frames, check_frames, load_movie, _write_atomic, _warn_leftovers, RESULTS_FORMAT
 from .fft import (fft_subtract, auto_thresholds, defect_map, training_labels, mean_frame, suggest_maskratio,
-                               label_min_size, lattice_period)
+                               label_min_size, lattice_period, lattice_strength, LATTICE_MIN)
 from .labels import training_set
 from .extract import Defects, extract_movie, detection_scores
 from .cluster import cluster_defects, Clusters, cluster_agreement
@@ -317,6 +317,15 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         raise ValueError(f'window = {p["window"]} px is larger than the {H}x{W} frames; use a smaller window, or None.')
     return {}
 
+def _check_lattice(movie, t):
+    "Refuse a training frame without a crystal lattice (lesson 01's `lattice_strength`), before any work."
+    g = lattice_strength(movie[t])
+    if g < LATTICE_MIN:
+        raise ValueError(f'frame {t} shows no crystal lattice: its strongest Bragg spot stands {g:.1f}x above the spectrum '
+                         f'around it, a lattice gives {LATTICE_MIN:g}x or more (an amorphous area, a frame out of focus, '
+                         'or not atomic resolution). This method finds point defects in a lattice: give an atomic-resolution '
+                         'movie, another train_frame (--train-frame), or a maskratio by hand (--maskratio) to go on anyway.')
+
 # %% ../nbs/07_pipeline.ipynb #2bd85850
 def _bar(progress, total, desc):
     from tqdm.auto import tqdm
@@ -371,6 +380,12 @@ def _step_train(s, p, c, progress):
     H, W = frame.shape
     p['window'] = int(p['window'] or _auto_window(H, W))
     p['step'] = int(p['step'] or max(1, p['window'] // 2))
+    if not s['label_map'].any():                                   # nothing to learn: no network, no defects
+        warnings.warn(f'the FFT labels of frame {p["train_frame"]} mark no defect pixel: nothing to learn, so no network was '
+                      'trained and no defect is reported. A clean crystal gives this; if you see defects, lower label_k '
+                      f'(now {p["label_k"]:g}, --label-k) or label another frame (--train-frame).')
+        s['net'], s['model_bytes'] = None, None
+        return
     X, Y, Xv, Yv = _call(c, training_set, frame, s['label_map'], window=p['window'], step=p['step'], val_frac=p['val_frac'],
                           seed=p['seed'])
     net, hist = _call(c, m.train_model, X, Y, Xv, Yv, epochs=p['epochs'], max_seconds=p['max_seconds'], seed=p['seed'],
@@ -383,6 +398,7 @@ def _step_train(s, p, c, progress):
     p['model'] = dict(path=None, trained=True)
 
 def _step_predict(s, p, c, progress):
+    if s['net'] is None: s['probs'] = np.zeros(s['movie'].shape, np.float32); return   # no network: the labels were empty
     s['probs'] = _call(c, _model_lesson().predict_movie, s['net'], s['movie'], normalize=s['training'].get('normalize', 'std'),
                        progress=progress)
 
@@ -486,6 +502,7 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
         p['px_nm'], p['frame_s'] = s['movie'].px_nm, s['movie'].frame_s
         s['source'] = _source_info(s['movie'])
     s.update(_check_params(p, todo, tuple(s['source']['shape'])))   # ... and those that depend on the movie or the network
+    if 'labels' in todo and p['maskratio'] == 'auto': _check_lattice(s['movie'], p['train_frame'])
     p['units'] = _units(p, s.get('movie'))
     for i, name in enumerate(todo):
         _say(progress, f'[{STEPS.index(name) + 1}/{len(STEPS)}] {name}')
@@ -527,6 +544,7 @@ def _summary(self) -> str:
         f1 = (f', best validation defect F1 {r["best_defect_f1"]:.3f}' if str(r.get('monitor')).startswith('val_') else
               f', training defect F1 {r["final_defect_f1"]:.3f} at the last epoch' if r.get('final_defect_f1') is not None else '')
         lines.append(f'network     trained on frame {p["train_frame"]}: {r["epochs_run"]} epochs in {r["seconds"]:.0f} s{f1}')
+    elif p.get('model') is None: lines.append(f'network     none: the labels of frame {p["train_frame"]} mark no defect (nothing to learn)')
     else: lines.append(f'network     given ({(p.get("model") or {}).get("path") or "in memory"})')
     lines.append(f'defects     {len(d)} ({len(d) / max(T, 1):.1f} per frame; {int(d.dropped.sum())} more at the edges, not kept)'
                  + ('; none found: nothing was clustered, linked or fitted' if len(d) == 0 else ''))

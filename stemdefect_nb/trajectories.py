@@ -925,6 +925,10 @@ def plot_transitions(trans,           # a `Transitions`
     "The transition matrix as an image: probability per frame, with the count behind each number; class averages beside it."
     import matplotlib.pyplot as plt
     K = len(trans.classes)
+    if K == 0:                                                         # no class at all: say so in the figure
+        if ax is None: ax = plt.figure(figsize=(4, 1.5)).add_subplot(111)
+        ax.axis('off'); ax.text(0.5, 0.5, 'no transitions: no classes', ha='center', va='center')
+        return ax
     lab = [(names or {}).get(c, f'class {c}') for c in trans.classes.tolist()]
     if ax is None:
         fig = plt.figure(figsize=(2.2 + 1.3 * K + (1.3 if patches is not None else 0), 1.2 + 1.1 * K))

@@ -277,3 +277,20 @@ def test_17_cli_no_defect_exit_0_without_units(movie, null_net, tmp_path, capsys
     assert code == 0 and 'none found' in out and 'px²/frame' not in err
     r = pl.load_results(tmp_path / 'r.h5')
     assert len(r.defects) == 0 and r.params['units'] == dict(r.params['units'], length='px', time='frame')
+
+
+def test_18_clean_lattice_trains_nothing_and_draws_every_figure(tmp_path, monkeypatch):
+    "A lattice without defects: the labels are empty, no network is trained, the results (and all figures) say so."
+    movie, _ = example_movie(2, 128, seed=0, mo_density=0, vw_density=0, vs2_density=0, vs_density=0, sputter_barn=0,
+                             hole_start=None)
+    def never(*a, **k): raise AssertionError('a network was trained on empty labels')
+    monkeypatch.setattr(pl._model_lesson(), 'train_model', never)
+    r = pl.analyze(movie, progress=False, label_k=50)       # a threshold no pixel of this movie passes
+    assert r.training['label_fraction'] == 0 and r.model_bytes is None and len(r.defects) == 0
+    assert 'network     none' in r.summary() and any('mark no defect pixel' in m for m in r.messages)
+    r.save(tmp_path / 'r.h5')
+    back = pl.load_results(tmp_path / 'r.h5')
+    assert back.model_bytes is None and len(back.defects) == 0
+    (tmp_path / 'fig').mkdir()
+    paths = pl.save_figures(back, tmp_path / 'fig', movie=movie)
+    assert sorted(paths) == sorted(pl.FIGURES) and all(p.read_bytes()[:4] == b'\x89PNG' for p in paths.values())
