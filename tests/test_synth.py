@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 
 from stemdefect_nb.io import Movie, as_frames, load_movie, save_dm
-from stemdefect_nb.synth import (HAADF_RATIOS, KINDS, Physics, Truth, column_peaks, column_ratios, example_movie,
-                                 msd_fit, render, render_columns, simulate)
+import hashlib
+
+from stemdefect_nb.synth import (GRAPHENE, GRAPHENE_KINDS, HAADF_RATIOS, KINDS, VISIBLE_BY_MATERIAL, Physics, Truth,
+                                 column_peaks, column_ratios, example_movie, msd_fit, render, render_columns, scan_lines,
+                                 simulate)
 
 
 @pytest.fixture(scope='module')
@@ -220,6 +223,20 @@ def test_npy_and_dm4_round_trip(tmp_path):
     (dict(hole_start=-1), 'hole_start'),
     (dict(probe_fwhm_nm=0.01), '1.5 px'),
     (dict(edge_nm=3.0), 'no room for defects'),
+    (dict(probe_tail=1.2), 'probe_tail must be in [0, 1)'),
+    (dict(probe_tail=-0.1), 'probe_tail must be zero or positive'),
+    (dict(probe_tail=0.2, probe_tail_fwhm_nm=0.05), 'probe_tail_fwhm_nm must be wider'),
+    (dict(line_wander_px=-1), 'line_wander_px must be zero or positive'),
+    (dict(line_wander_lines=0), 'line_wander_lines must be positive'),
+    (dict(line_offset=float('nan')), 'line_offset must be a finite number'),
+    (dict(contamination=1.5), 'contamination must be in [0, 1]'),
+    (dict(contamination_level=-0.3), 'contamination_level must be zero or positive'),
+    (dict(material='MoS3'), "material must be one of 'WS2', 'graphene'; got 'MoS3'"),
+    (dict(a_nm=-0.3), 'a_nm must be a positive lattice constant'),
+    (dict(material='graphene', mo_density=0.1), 'mo_density is a WS2 knob'),
+    (dict(material='graphene', hole_start=3), 'hole_start is a WS2 knob'),
+    (dict(material='graphene', ratios=HAADF_RATIOS), "keys 'C', 'Si'"),
+    (dict(si_density=0.2), 'si_density is a graphene knob'),
 ])
 def test_bad_physics(kw, msg):
     with pytest.raises(ValueError, match=None) as e:
@@ -228,7 +245,8 @@ def test_bad_physics(kw, msg):
 
 
 @pytest.mark.parametrize('n_frames, size, msg', [(0, 128, 'n_frames'), (2.5, 128, 'n_frames'), (3, 32, 'size'),
-                                                 (3, 100.0, 'size')])
+                                                 (3, 100.0, 'size'), (3, (50, 300), r'pair \(H, W\) of integers >= 64'),
+                                                 (3, (128,), 'size'), (3, (128, 128, 3), 'size'), (3, (128, 99.5), 'size')])
 def test_bad_sizes(n_frames, size, msg):
     with pytest.raises(ValueError, match=msg):
         simulate(n_frames, size)
@@ -236,7 +254,9 @@ def test_bad_sizes(n_frames, size, msg):
 
 def test_physics_defaults_documented():
     p = Physics()
-    assert (p.px_nm, p.frame_s, p.a_nm) == (0.03, 2.25, 0.318)
+    assert (p.px_nm, p.frame_s, p.a_nm, p.lattice_nm) == (0.03, 2.25, None, 0.318)   # a_nm None: the material's
+    assert Physics(material='graphene').lattice_nm == 0.246
+    assert (p.probe_tail, p.line_wander_px, p.line_offset, p.contamination, p.material) == (0, 0, 0, 0, 'WS2')
     with pytest.raises(ValueError, match='known ones are'):
         Physics.make(nope=1)
 
@@ -263,3 +283,197 @@ def test_truth_conveniences(small):
     assert np.isnan(p[tr.kind != 1]).all()
     if len(cx):                                                             # the bound vacancy is an S2 neighbour of the Mo
         np.testing.assert_allclose(np.hypot(*(cx.partner_yx() - cx.yx).T), 0.318 / 0.03 / np.sqrt(3), atol=1e-3)
+
+
+# ---------------------------------------------------------------- the default movie does not change
+# sha256 of example_movie(5, 256, seed=0): computed with the generator as it was before the probe tail, scan wander,
+# line offsets, contamination, non-square frames and graphene were added. Frames: the float32 bytes; truth: the bytes of
+# frame, yx, kind, track, site, partner, drift_px and lattice['yx'], in that order. (Bit-exact: a numpy whose exp or
+# Poisson sampler gives other last bits would change the frame hash, not the truth hash.)
+DEFAULT_FRAMES_SHA256 = '85c663a0242cb1cec7850bbaea4cbd16e8ef7415a6cb7b0ee45bdc412d27f59f'
+DEFAULT_TRUTH_SHA256 = '1458b202e113cebfad43208386f1165a55abd559c9c9c86cb438b8cb6b7a9468'
+
+
+def test_default_movie_is_bit_identical_to_before():
+    mv, tr = example_movie(5, 256, seed=0)
+    h = hashlib.sha256()
+    for k in ('frame', 'yx', 'kind', 'track', 'site', 'partner', 'drift_px'):
+        h.update(np.ascontiguousarray(getattr(tr, k)).tobytes())
+    h.update(np.ascontiguousarray(tr.lattice['yx']).tobytes())
+    assert h.hexdigest() == DEFAULT_TRUTH_SHA256
+    assert hashlib.sha256(np.ascontiguousarray(mv.frames).tobytes()).hexdigest() == DEFAULT_FRAMES_SHA256
+
+
+def test_new_knobs_at_zero_change_nothing():
+    m0, t0 = example_movie(2, 128, seed=4, hole_start=1)
+    m1, t1 = example_movie(2, 128, seed=4, hole_start=1, probe_tail=0, line_wander_px=0, line_offset=0, contamination=0)
+    np.testing.assert_array_equal(m0.frames, m1.frames)
+    np.testing.assert_array_equal(t0.yx, t1.yx)
+
+
+def test_new_knobs_change_the_microscope_not_the_sample():
+    "Same seed: the same defects, tracks and drift with any probe tail, scan distortion or contamination."
+    for extra in ({}, GRAPHENE):
+        a = simulate(10, (160, 224), seed=4, **extra)
+        b = simulate(10, (160, 224), seed=4, probe_tail=0.3, contamination=0.2, line_wander_px=1.0, line_offset=0.1, **extra)
+        for k in ('frame', 'yx', 'kind', 'track', 'site', 'partner', 'drift_px'):
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        n = len(a.lattice['yx'])                                            # the tail's extra columns come after the others
+        assert len(b.lattice['yx']) > n and np.array_equal(a.lattice['yx'], b.lattice['yx'][:n])
+
+
+# ---------------------------------------------------------------- frames that are not square
+@pytest.mark.parametrize('shape', [(192, 320), (320, 192)])
+def test_non_square_frames(shape):
+    H, W = shape
+    mv, tr = example_movie(4, shape, seed=1, hole_start=2, contamination=0.2, probe_tail=0.2, line_wander_px=0.5,
+                           line_offset=0.02)
+    assert mv.shape == (4, H, W) and tr.shape == (H, W)
+    assert tr.hole_mask(3).shape == (H, W) and tr.hole_mask(3).any() and tr.contamination_mask(0).shape == (H, W)
+    assert np.all((tr.yx >= 0) & (tr.yx < [H, W]))
+    e = tr.physics['edge_nm'] / tr.px_nm
+    assert np.all(tr.yx - tr.drift_px[tr.frame] >= e - 1e-3)                # edge_nm kept along both axes
+    assert tr.yx[:, int(W > H)].max() > min(H, W)                          # defects fill the long axis too
+    assert tr.holes['yx'][:, 0].max() < 0.9 * H and tr.holes['yx'][:, 1].max() < 0.9 * W
+    sl = scan_lines(tr)
+    assert sl['shift_px'].shape == (4, H) and sl['offset'].shape == (4, H)
+    yx, w = tr.columns(0)
+    assert (yx[:, 0].max() > H - 1) and (yx[:, 1].max() > W - 1)          # the lattice covers the whole frame
+    np.testing.assert_allclose(counts(render(tr, frames=[1]), 0), counts(mv, 1), rtol=1e-5, atol=1e-2)
+
+
+# ---------------------------------------------------------------- probe tail, scan lines, contamination
+def quiet(**kw):
+    "One noise-free frame without background or holes."
+    return example_movie(1, 192, seed=2, noise=False, background=0, hole_start=None, **kw)
+
+
+def test_probe_tail_lowers_the_peaks_and_keeps_the_intensity():
+    (m0, t0), (m1, t1) = quiet(), quiet(probe_tail=0.3)
+    c0, c1 = counts(m0, 0), counts(m1, 0)
+    yx, w = t0.columns(0)
+    ws = np.all((yx > 20) & (yx < 172), 1) & (w == 1)
+    p0, p1 = np.median(column_peaks(c0, yx[ws])), np.median(column_peaks(c1, yx[ws]))
+    assert p0 / m0.meta['w_peak_counts'] == pytest.approx(1, abs=0.01)
+    assert 0.70 < p1 / p0 < 0.78                                            # (1 - f) + f (s/S)^2 + the neighbours' haze
+    assert c1.sum() == pytest.approx(c0.sum(), rel=5e-3)                    # integrated intensity kept
+    mid = np.s_[40:150, 40:150]
+    assert c1[mid].min() > 10 * c0[mid].min() + 0.01 * m0.meta['w_peak_counts']   # a haze between the columns
+    # one column: exactly conserved, peak (1 - f) + f (s/S)^2
+    one = lambda **kw: render_columns(np.array([[40.0, 50.0]]), np.array([1.0]), (80, 100), fwhm_px=3, **kw)
+    t = one(tail=0.3, tail_fwhm_px=12)
+    assert t.sum() == pytest.approx(one().sum(), rel=1e-6)
+    assert t.max() == pytest.approx(0.7 + 0.3 * (3 / 12) ** 2, rel=2e-3)
+    np.testing.assert_array_equal(one(tail=0.0, tail_fwhm_px=12), one())
+
+
+def test_line_offset_adds_variance_per_line():
+    def line_var(**kw):
+        mv, _ = example_movie(2, 192, seed=5, hole_start=None, **kw)
+        return np.mean([(counts(mv, t) / mv.meta['ref_peak_counts']).mean(1).var() for t in range(2)])
+    v0, v1 = line_var(), line_var(line_offset=0.1)
+    assert v1 - v0 == pytest.approx(0.01, rel=0.3)
+    off = scan_lines(simulate(2, 192, seed=5, hole_start=None, line_offset=0.1))['offset']
+    assert off.shape == (2, 192) and off.std() == pytest.approx(0.1, rel=0.15)
+    assert abs(np.corrcoef(off[0], off[1])[0, 1]) < 0.25                    # frames independent
+    assert scan_lines(simulate(2, 192, seed=5, hole_start=None, line_offset=0.1, noise=False))['offset'] is None
+
+
+def test_line_wander_is_a_slow_correlated_shift():
+    sh = scan_lines(simulate(6, 512, seed=0, line_wander_px=2.0, jitter_px=0, hole_start=None))['shift_px']
+    assert sh.std() == pytest.approx(2.0, rel=0.25)
+    lag = lambda k: np.mean(sh[:, k:] * sh[:, :-k]) / np.mean(sh * sh)
+    assert lag(1) == pytest.approx(np.exp(-1 / 16), abs=0.02) and lag(64) < 0.3   # correlated over ~16 lines, not more
+    # the image follows it: a noise-free frame with a constant wander is the frame shifted
+    tr = simulate(1, 128, seed=1, hole_start=None, noise=False, background=0)
+    assert scan_lines(tr)['shift_px'] is None
+    jit = np.full(128, 2.0)
+    yx, w = tr.columns(0)
+    np.testing.assert_allclose(render_columns(yx, w, (128, 128), 3, jit)[:, 10:110],
+                               render_columns(yx, w, (128, 128), 3)[:, 12:112], atol=1e-4)
+
+
+def test_contamination_raises_the_mean_inside_the_patches():
+    (m0, t0), (m1, t1) = quiet(), quiet(contamination=0.3, contamination_level=0.4)
+    inside = t1.contamination_mask(0)
+    assert inside.mean() == pytest.approx(0.3, abs=0.03)
+    rise = (counts(m1, 0) - counts(m0, 0)) / m0.meta['ref_peak_counts']
+    assert rise[inside].mean() == pytest.approx(0.4, rel=0.1)
+    assert rise[~inside].mean() < 0.02
+    assert t1.contamination_map(0)[inside].mean() == pytest.approx(0.4, rel=0.02)
+    assert not t0.contamination_mask(0).any() and t0.contamination is None
+    # fixed in the sample: the patches move with the drift
+    tr = simulate(2, 160, seed=3, hole_start=None, contamination=0.3, drift_px_per_frame=(0, 5))
+    np.testing.assert_array_equal(tr.contamination_mask(1)[:, 20:140], tr.contamination_mask(0)[:, 15:135])
+    # defects under the patches stay in the truth; holes take the patches with the material
+    f = tr.in_frame(0)
+    under = tr.contamination_mask(0)[tuple(np.rint(f.yx).astype(int).T)]
+    assert 0 < under.mean() < 1
+    th = simulate(4, 192, seed=11, hole_start=1, contamination=0.6)
+    assert not (th.contamination_mask(3) & th.hole_mask(3)).any() and th.hole_mask(3).any()
+    # shot noise: the patches add counts and so variance (Poisson: variance = mean)
+    kw = dict(hole_start=None, background=0, contamination=0.3, contamination_level=1.0, jitter_px=0, detector_noise=0)
+    (noisy, tr), (clean, _) = example_movie(1, 192, seed=2, **kw), example_movie(1, 192, seed=2, noise=False, **kw)
+    resid, lam = counts(noisy, 0) - counts(clean, 0), counts(clean, 0)
+    m = tr.contamination_mask(0)
+    assert resid[m].var() > 1.5 * resid[~m].var()
+    assert resid[m].var() == pytest.approx(lam[m].mean(), rel=0.05)
+    assert 'contamination 30%' in repr(tr)
+
+
+# ---------------------------------------------------------------- graphene
+def test_graphene_si_to_c_peak_ratio():
+    mv, tr = example_movie(1, 256, seed=1, noise=False, background=0, **dict(GRAPHENE, si_density=0.5, min_sep_nm=0.7))
+    c = counts(mv, 0)
+    yx, w = tr.columns(0)
+    cs = np.all((yx > 5) & (yx < 250), 1) & (w == 1.0)
+    r = column_ratios(material='graphene')
+    assert r['Si'] == pytest.approx((14 / 6) ** 1.7) and r['Si'] == pytest.approx(4.2, abs=0.05)
+    pc, ps = np.median(column_peaks(c, yx[cs])), np.median(column_peaks(c, tr.in_frame(0).yx))
+    assert len(tr.in_frame(0)) >= 3
+    assert ps / pc == pytest.approx(r['Si'], rel=0.05)
+    assert pc / mv.meta['ref_peak_counts'] == pytest.approx(1, rel=0.05) and 'w_peak_counts' not in mv.meta
+    r2 = column_ratios(z_exponent=2.0, material='graphene')
+    assert r2['Si'] == pytest.approx((14 / 6) ** 2)
+    assert column_ratios({'C': 1, 'Si': 3}, material='graphene') == {'C': 1.0, 'Si': 3.0}
+
+
+def test_graphene_kinds_and_tracks():
+    tr = simulate(60, 256, seed=2, material='graphene', si_density=0.2, drift_px_per_frame=(0.1, 0))
+    assert tr.kind_names == GRAPHENE_KINDS == ('Si_C',) and tr.material == 'graphene'
+    assert tr.visible_kinds == ('Si_C',) == VISIBLE_BY_MATERIAL['graphene']
+    assert simulate(2, 128).visible_kinds == ('Mo_W', 'Mo_W+V_S', 'V_W', 'V_S2')
+    assert set(np.unique(tr.kind)) == {0} and np.all(tr.track >= 0) and np.all(tr.partner == -1)
+    n = len(tr.in_frame(0))
+    assert n == round(0.2 * (256 * 0.03) ** 2) and len(tr.tracks()) == n
+    assert np.all(tr.per_frame() == n) and tr.hole_start is None and not tr.hole_mask(59).any()
+    assert len(tr.of_kind('Si_C')) == len(tr) and len(tr.table()) == len(tr) and set(tr.table()['name']) == {'Si_C'}
+    assert 'graphene' in repr(tr) and 'Si' in repr(tr) and 'Mo' not in repr(tr)
+    assert tr.rates['hop'] == pytest.approx(4 * tr.D_nm2_s / (0.246 / np.sqrt(3)) ** 2)   # Γ = 4 D / a_CC²
+    a_cc = 0.246 / np.sqrt(3) / 0.03
+    L = tr.lattice
+    assert set(L) >= {'yx', 'sublattice', 'neighbours', 'a_px'} and L['a_px'] == pytest.approx(0.246 / 0.03)
+    ok = (L['neighbours'] >= 0).all(1)
+    d = np.hypot(*(L['yx'][L['neighbours'][ok]] - L['yx'][ok][:, None]).transpose(2, 0, 1))
+    np.testing.assert_allclose(d, a_cc, atol=1e-9)
+    assert np.all(L['sublattice'][L['neighbours'][ok]] != L['sublattice'][ok][:, None])
+    hops = 0
+    for tk in tr.tracks().values():
+        step = np.hypot(*np.diff(tk.yx - tr.drift_px[tk.frame], axis=0).T)
+        assert np.all((step < 1e-3) | (step > a_cc - 1e-3))
+        hops += int(np.sum(np.abs(step - a_cc) < 1e-3))
+        assert np.all(np.isin(tk.site, np.flatnonzero(ok)))                 # always on a C site
+    assert tr.stats['hops'] > 50 and hops > 20
+    for t in range(0, 60, 10):                                             # Si keep min_sep from each other
+        f = tr.in_frame(t)
+        dd = np.sqrt(((f.yx[:, None] - f.yx[None]) ** 2).sum(-1)) + np.eye(len(f)) * 1e9
+        assert dd.min() >= 1.0 / 0.03 - 1e-3
+    # every column of graphene is C (1) except the Si (the ratio)
+    yx, w = tr.columns(5)
+    assert set(np.unique(w)) == {1.0, column_ratios(material='graphene')['Si']}
+    assert np.sum(w > 1) == n
+
+
+def test_graphene_msd_recovers_D():
+    tr = simulate(1500, 384, seed=3, material='graphene', drift_px_per_frame=(0, 0))
+    assert msd_fit(tr)[0] == pytest.approx(tr.D_nm2_s, rel=0.1)
