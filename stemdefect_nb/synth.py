@@ -11,8 +11,8 @@ from .io import Movie
 
 # %% auto #0
 __all__ = ['KINDS', 'KIND_CODE', 'Z', 'HAADF_RATIOS', 'MATERIALS', 'LATTICE_NM', 'GRAPHENE_KINDS', 'VISIBLE_BY_MATERIAL',
-           'GRAPHENE', 'column_ratios', 'ws2_lattice', 'render_columns', 'Physics', 'Truth', 'simulate', 'msd_fit',
-           'scan_lines', 'render', 'example_movie', 'column_peaks']
+           'GRAPHENE', 'PANEL', 'PANEL_FRAMES', 'column_ratios', 'ws2_lattice', 'render_columns', 'Physics', 'Truth',
+           'simulate', 'msd_fit', 'scan_lines', 'render', 'example_movie', 'column_peaks', 'panel_movie']
 
 # %% ../nbs/08_synth.ipynb #f0a86c5a
 KINDS = ('Mo_W', 'Mo_W+V_S', 'V_S', 'V_S2', 'V_W')  # defect kinds; a kind's code is its index here
@@ -813,3 +813,59 @@ def _si_walk(P, T, shape, lat, inner, ilo, ihi, area_nm2, r_place, r_walk, r_hol
                  amp=np.zeros((0, 3)), phase=np.zeros((0, 3)))
     lattice = dict(yx=yx_all, sublattice=np.where(lat['is_w'], 0, 1).astype(np.int8), ij=lat['ij'], neighbours=nbr)
     return rows, holes, {'hop': gam}, stats, lattice
+
+# %% ../nbs/08_synth.ipynb #962fd14e
+_DENSE = dict(mo_density=0.16, vw_density=0.15, vs2_density=0.15, vs_density=0.2)      # 2.5x the default densities
+_FAINT_S2 = {'W': 1.0, 'Mo': 0.50, 'S2': 0.15, 'S': 0.08}                              # Z^1.9-like contrast
+_BRIGHT_S2 = {'W': 1.0, 'Mo': 0.62, 'S2': 0.30, 'S': 0.16}                             # Z^1.2-like contrast
+
+PANEL = {   # name: split, what it tests, and the movie (8 frames each; no holes: detection is scored on every frame)
+    'ws2-reference':          dict(split='tune', what='the default physics, another angle', size=512, seed=1001,
+                                   physics=dict(rotation_deg=17.0)),
+    'ws2-coarse-lowdose':     dict(split='tune', what='0.05 nm/px, 4e3 e/Å² (the low end of the dose range)', size=512,
+                                   seed=1002, physics=dict(px_nm=0.05, dose=4e3, rotation_deg=7.0)),
+    'ws2-faint-S2-tail':      dict(split='tune', what='S2/W 0.15 and a probe with a 25% tail', size=512, seed=1003,
+                                   physics=dict(ratios=_FAINT_S2, probe_tail=0.25, rotation_deg=52.0)),
+    'ws2-scan-faults':        dict(split='tune', what='strong jitter, line wander and line offsets', size=512, seed=1004,
+                                   physics=dict(jitter_px=0.45, line_wander_px=0.6, line_offset=0.04, dose=1.5e4,
+                                                rotation_deg=38.0)),
+    'ws2-drift-nonsquare':    dict(split='tune', what='drift of 1 px/frame, 384x512 frames', size=(384, 512), seed=1005,
+                                   physics=dict(drift_px_per_frame=(0.6, -0.8), rotation_deg=27.0)),
+    'ws2-dense-fine':         dict(split='tune', what='2.5x the defects at 0.022 nm/px, a 1.0 Å probe', size=512, seed=1006,
+                                   physics=dict(px_nm=0.022, probe_fwhm_nm=0.10, rotation_deg=44.0, **_DENSE)),
+    'graphene-si':            dict(split='tune', what='graphene at 0.012 nm/px with Si dopants', size=384, seed=1007,
+                                   physics=dict(material='graphene', px_nm=0.012, probe_fwhm_nm=0.08, dose=1e4,
+                                                si_density=0.5, hole_start=None, rotation_deg=9.0)),
+    'ws2-fine-highdose-wide': dict(split='held_out', what='0.02 nm/px, 4e4 e/Å², a 1.2 Å probe with a 30% tail', size=512,
+                                   seed=2001, physics=dict(px_nm=0.02, dose=4e4, probe_fwhm_nm=0.12, probe_tail=0.3,
+                                                           rotation_deg=33.0)),
+    'ws2-sharp-bright-S2':    dict(split='held_out', what='a 0.6 Å probe at 0.028 nm/px, S2/W 0.30', size=512, seed=2002,
+                                   physics=dict(px_nm=0.028, probe_fwhm_nm=0.06, ratios=_BRIGHT_S2, rotation_deg=3.0)),
+    'ws2-contamination':      dict(split='held_out', what='20% contamination, a strong slow background', size=512, seed=2003,
+                                   physics=dict(contamination=0.2, background=0.15, background_var=0.3, rotation_deg=58.0)),
+    'ws2-lowdose-sparse':     dict(split='held_out', what='5e3 e/Å² at 0.035 nm/px, 0.4x the defects, more jitter', size=512,
+                                   seed=2004, physics=dict(px_nm=0.035, dose=5e3, jitter_px=0.35, rotation_deg=21.0,
+                                                           mo_density=0.026, vw_density=0.024, vs2_density=0.024,
+                                                           vs_density=0.032)),
+    'ws2-coarse-nonsquare':   dict(split='held_out', what='0.045 nm/px, 512x320 frames, drift, line offsets', size=(512, 320),
+                                   seed=2005, physics=dict(px_nm=0.045, dose=8e3, drift_px_per_frame=(-0.3, 0.5),
+                                                           line_offset=0.03, rotation_deg=49.0)),
+    'ws2-dense-faint-S2':     dict(split='held_out', what='2x the defects, S2/W 0.18, a 15% probe tail', size=512, seed=2006,
+                                   physics=dict(ratios={'W': 1.0, 'Mo': 0.52, 'S2': 0.18, 'S': 0.095}, probe_tail=0.15,
+                                                rotation_deg=13.0, mo_density=0.13, vw_density=0.12, vs2_density=0.12,
+                                                vs_density=0.16)),
+    'graphene-si-lowdose':    dict(split='held_out', what='graphene at 0.01 nm/px, 5e3 e/Å², a probe tail, contamination',
+                                   size=512, seed=2007, physics=dict(material='graphene', px_nm=0.01, probe_fwhm_nm=0.08,
+                                                                     dose=5e3, si_density=0.4, probe_tail=0.2,
+                                                                     contamination=0.1, hole_start=None, rotation_deg=41.0)),
+}
+PANEL_FRAMES = 8
+
+def panel_movie(name:str,            # a key of `PANEL`
+                n_frames:int|None=None,  # None: the panel's 8 frames (fewer for a quick look)
+               ) -> tuple:
+    "One movie of the registered panel and its truth: `(Movie, Truth)`, always the same for the same name."
+    if name not in PANEL: raise ValueError(f"unknown panel movie {name!r}; the panel: {', '.join(PANEL)}.")
+    e = PANEL[name]
+    physics = dict(hole_start=None, **e['physics']) if 'hole_start' not in e['physics'] else dict(e['physics'])
+    return example_movie(PANEL_FRAMES if n_frames is None else n_frames, e['size'], e['seed'], **physics)
