@@ -141,12 +141,30 @@ def _strongest_spot(img):
     iy, ix = np.unravel_index(np.argmax(F), F.shape)
     return F, iy, ix
 
+def _sharpness(F, iy, ix):
+    "F at (iy, ix) over the median of F on the ring 3-6 px around it (arrays of indices allowed)."
+    H, W = F.shape
+    dy, dx = np.mgrid[-6:7, -6:7]
+    ring = (np.hypot(dy, dx) >= 3) & (np.hypot(dy, dx) <= 6)
+    iy, ix = np.atleast_1d(iy), np.atleast_1d(ix)
+    around = np.median(F[(iy[:, None] + dy[ring]) % H, (ix[:, None] + dx[ring]) % W], axis=1)
+    return np.where(around > 0, F[iy, ix] / np.where(around > 0, around, 1), np.where(F[iy, ix] > 0, np.inf, 0.0))
+
 def lattice_period(img,   # a frame [H,W], a movie [T,H,W] or a `Movie` (its first frame is used)
                   ) -> float:
-    "Period (px) of the strongest Bragg spot of the first frame: the spacing of the main lattice fringes (nan: no lattice)."
+    "Period (px) of the first-order Bragg spots of the first frame: the spacing of the main lattice fringes (nan: no lattice)."
     F, iy, ix = _strongest_spot(img)
     H, W = F.shape
     if not F[iy, ix] > 8 * np.median(F): return float('nan')   # nothing stands out of the noise
+    # the first order is the lowest-frequency spot among the strong ones: with a sharp probe, or two sublattices
+    # that partly cancel (a bright S2 next to W), a higher order can be the strongest and would halve the period
+    peak = (F == ndi.maximum_filter(F, size=5, mode='wrap')) & (F >= max(8 * np.median(F), 0.25 * F[iy, ix]))
+    py, px = np.nonzero(peak)
+    sharp = _sharpness(F, py, px) >= 0.5 * _sharpness(F, iy, ix)[0]   # Bragg spots, not the broad hump of a film
+    py, px = py[sharp], px[sharp]
+    if len(py) > 1:
+        j = np.argmin(np.hypot(_freqs(H)[py] / H, _freqs(W)[px] / W))
+        iy, ix = py[j], px[j]
     dy = _grandke(F[(iy - 1) % H, ix], F[iy, ix], F[(iy + 1) % H, ix])
     dx = _grandke(F[iy, (ix - 1) % W], F[iy, ix], F[iy, (ix + 1) % W])
     return float(1 / np.hypot((_freqs(H)[iy] + dy) / H, (_freqs(W)[ix] + dx) / W))
@@ -175,11 +193,7 @@ def lattice_strength(img,  # a frame [H,W], a movie [T,H,W] or a `Movie` (its fi
                     ) -> float:
     "How far the strongest Bragg spot of the first frame stands above the median of the spectrum 3-6 px around it."
     F, iy, ix = _strongest_spot(img)
-    H, W = F.shape
-    dy, dx = np.mgrid[-6:7, -6:7]
-    ring = (np.hypot(dy, dx) >= 3) & (np.hypot(dy, dx) <= 6)
-    around = np.median(F[(iy + dy[ring]) % H, (ix + dx[ring]) % W])
-    return float(F[iy, ix] / around) if around > 0 else (float('inf') if F[iy, ix] > 0 else 0.0)
+    return float(_sharpness(F, iy, ix)[0])
 
 # %% ../nbs/01_fft.ipynb #04fdb018
 def _psd_smooth_hat(u):
