@@ -15,11 +15,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from .io import Movie, as_frames, _write_atomic
+from .fft import lattice_period
 
 # %% auto #0
 __all__ = ['WS2_HALF_COLUMN_NM', 'probs_from_points', 'Blobs', 'find_defects', 'Patches', 'extract_patches', 'Defects',
-           'extract_movie', 'Scores', 'match_points', 'detection_scores', 'show_defects', 'moving_average',
-           'plot_counts', 'DefectExplorer', 'explore_defects']
+           'blob_min_size', 'extract_movie', 'Scores', 'match_points', 'detection_scores', 'show_defects',
+           'moving_average', 'plot_counts', 'DefectExplorer', 'explore_defects']
 
 # %% ../nbs/04_extract.ipynb #dc91356a
 def probs_from_points(shape,           # (T, H, W) of the movie, or (H, W) for one frame
@@ -234,10 +235,17 @@ def _progress(it, on, total, desc):
     from tqdm.auto import tqdm
     return tqdm(it, total=total, desc=desc)
 
+def blob_min_size(frames,         # a `Movie`, frames [T,H,W] or one frame [H,W] (the first frame is used)
+                  fraction=0.18,  # of the square of the lattice's fringe period: the fraction of lesson 01's `label_min_size`
+                 ) -> int:
+    "The smallest blob of a probability map worth keeping, px: `fraction` * period**2, at least 5 (15 at 0.03 nm/px); 5 without a lattice."
+    P = lattice_period(as_frames(frames)[:1])
+    return max(5, int(round(fraction * P * P))) if np.isfinite(P) else 5
+
 def extract_movie(frames,           # a `Movie` or frames [T,H,W] (one frame [H,W] works too)
                   probs,            # defect probability maps [T,H,W], e.g. from `model.predict_movie`
                   threshold=0.5,    # pixels with prob > threshold are defect pixels
-                  min_size=5,       # keep blobs with min_size < size (px) ...
+                  min_size='auto',  # keep blobs with min_size < size (px) ...; 'auto': `blob_min_size` of the lattice
                   max_size=700,     # ... and size < max_size (px); None: no upper bound
                   half=16,          # patches are 2*half x 2*half px
                   progress=True,    # show a progress bar
@@ -252,6 +260,7 @@ def extract_movie(frames,           # a `Movie` or frames [T,H,W] (one frame [H,
                          f'map per frame, the same size as the frame (the defect class of the network output).')
     if not np.isfinite(p).all():
         raise ValueError('probs has NaN or infinite values; check the network output (or np.nan_to_num it).')
+    if isinstance(min_size, str) and min_size == 'auto': min_size = blob_min_size(f)
     _check_sizes(threshold, min_size, max_size)
     T, H, W = f.shape
     _check_half(half, (H, W))

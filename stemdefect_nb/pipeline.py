@@ -218,7 +218,7 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             epochs:int=30,               # passes over the training windows (lesson 03)
             max_seconds:float|None=None, # opt-in training guard in s (results then depend on the machine's speed); None: no limit (lesson 03)
             threshold:float=0.5,         # a pixel is a defect when its probability is above this (lesson 04)
-            min_size:int=5,              # keep blobs larger than this many px (lesson 04)
+            min_size:int|str='auto',     # keep blobs larger than this many px; 'auto': from the lattice (lesson 04's blob_min_size)
             max_size:int=700,            # ... and smaller than this many px (lesson 04)
             half:int=16,                 # defect patches are 2*half px square (lesson 04)
             drift:str='frames',          # drift from the 'frames', from the 'defects', or 'none' (lesson 06)
@@ -284,8 +284,11 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         if p['drift'] not in CHOICES['drift']:
             raise ValueError(f"drift must be 'frames', 'defects' or 'none'; got {p['drift']!r} (--drift).")
         for k in ('n_classes', 'min_track', 'max_lag', 'label_frames'): _need_whole(p, k, 1)
-        for k in ('min_size', 'memory'): _need_whole(p, k, 0)
-        _need_whole(p, 'max_size', p['min_size'] + 1, why=f' (larger than min_size={p["min_size"]})')
+        auto = " or 'auto' (from the lattice's period)"
+        if p['min_size'] != 'auto': _need_whole(p, 'min_size', 0, why=f' of px{auto}')
+        _need_whole(p, 'memory', 0)
+        lo = 5 if p['min_size'] == 'auto' else p['min_size']
+        _need_whole(p, 'max_size', lo + 1, why=f' (larger than min_size={p["min_size"]})')
         _need_whole(p, 'half', 1)
         _need_whole(p, 'seed', 0, 2**32 - 1)
         _need_whole(p, 'epochs', 1, why=': the network must be trained (or give model=...)')
@@ -298,7 +301,6 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         if not (_number(p['threshold']) and 0 < p['threshold'] < 1):
             raise ValueError(f'threshold is a probability: it must be between 0 and 1 (not 0 or 1 themselves); '
                              f'got {p["threshold"]!r} (--threshold). The lessons use 0.5.')
-        auto = " or 'auto' (from the lattice's period)"
         if p['maskratio'] != 'auto': _need_positive(p, 'maskratio', why=f' (e.g. 10){auto}')
         if p['label_min_size'] != 'auto': _need_whole(p, 'label_min_size', 0, why=f' of px{auto}')
         return {}
@@ -307,7 +309,7 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         raise ValueError(f'train_frame must be a frame of the movie, 0..{T - 1}; got {p["train_frame"]!r}.')
     if 2 * p['half'] > min(H, W):
         raise ValueError(f'half = {p["half"]} makes patches of {2 * p["half"]} px, larger than the {H}x{W} frames; use a smaller half.')
-    most = T * H * W // (p['min_size'] + 1)
+    most = T * H * W // ((5 if p['min_size'] == 'auto' else p['min_size']) + 1)
     if p['n_classes'] > most:
         raise ValueError(f'n_classes = {p["n_classes"]}: {T} frames of {H}x{W} px cannot hold that many defects of more '
                          f'than min_size={p["min_size"]} px (at most {most}); ask for fewer classes.')

@@ -69,7 +69,8 @@ def test_analyze_fields_and_parameters(small):
                                'predict_movie', 'extract_movie', 'estimate_drift', 'cluster_defects', 'link',
                                'diffusion_coefficient', 'transition_matrix', 'moving_tracks', 'neighbour_deficit',
                                'switching_hmm'}
-    assert p['calls']['extract_movie'] == dict(threshold=0.5, min_size=5, max_size=700, half=16)
+    assert p['calls']['extract_movie'] == dict(threshold=0.5, min_size='auto', max_size=700, half=16)
+    assert r.defects.params['min_size'] == 15                                 # 'auto': 0.18 * (fringe spacing)**2
     assert p['calls']['mean_frame']['n'] == 2 and p['calls']['fft_subtract']['maskratio'] == 10   # 'auto': from the lattice
     assert r.training['label_maskratio'] == 10 and r.training['label_frames'] == 2
     assert p['calls']['training_labels']['min_size'] == 15                   # 'auto': 0.18 * (fringe spacing)**2

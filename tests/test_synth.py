@@ -477,3 +477,12 @@ def test_graphene_kinds_and_tracks():
 def test_graphene_msd_recovers_D():
     tr = simulate(1500, 384, seed=3, material='graphene', drift_px_per_frame=(0, 0))
     assert msd_fit(tr)[0] == pytest.approx(tr.D_nm2_s, rel=0.1)
+
+
+def test_the_registered_panel_is_unchanged():
+    """The accuracy panel (lesson 08 section 13) was registered before any default was measured on it:
+    its entries (seeds, sizes, physics, splits) must not drift. Changing it means registering a new panel."""
+    import hashlib, json
+    from stemdefect_nb.synth import PANEL
+    assert hashlib.sha256(json.dumps(PANEL, sort_keys=True).encode()).hexdigest()[:16] == '8660ded17e4c9147'
+    assert sum(e['split'] == 'held_out' for e in PANEL.values()) == sum(e['split'] == 'tune' for e in PANEL.values()) == 7
