@@ -12,7 +12,6 @@ from scipy.linalg import logm
 import scipy.ndimage as ndi
 from scipy.optimize import linear_sum_assignment, minimize
 from scipy.spatial import cKDTree
-from scipy.special import logsumexp
 from .io import Movie, as_frames
 from .fft import lattice_model, lattice_period
 from .extract import Defects, match_points
@@ -1058,15 +1057,20 @@ def _hmm_parts(th, V, G, lu):
     lg = -0.5 * ((V[..., None] - mu) / sd)**2 - np.log(sd) - 0.5 * math.log(2 * math.pi)
     return pi, P, np.logaddexp(math.log1p(-eps) + lg, math.log(eps) + lu)
 
+def _lse2(x, axis):
+    "log(exp(a) + exp(b)) over an axis of two states: one `np.logaddexp` (scipy's general logsumexp costs 100x more per call)."
+    a, b = np.moveaxis(x, axis, 0)
+    return np.logaddexp(a, b)
+
 def _hmm_nll(th, V, G, M, lu):
     "Minus the log-likelihood (forward algorithm in logs, all tracks at once)."
     pi, P, le = _hmm_parts(th, V, G, lu)
     lP = np.log(np.maximum(P, 1e-300))
     la = np.log(pi) + le[:, 0]
     for t in range(1, V.shape[1]):
-        nxt = logsumexp(la[:, :, None] + lP[:, t], axis=1) + le[:, t]
+        nxt = _lse2(la[:, :, None] + lP[:, t], 1) + le[:, t]
         la = np.where(M[:, t, None], nxt, la)
-    return -float(logsumexp(la, axis=1).sum())
+    return -float(_lse2(la, 1).sum())
 
 def _hmm_posterior(th, V, G, M, lu):
     "Posterior probability of state 1 at every observation [S,L] (forward-backward in logs)."
@@ -1075,12 +1079,12 @@ def _hmm_posterior(th, V, G, M, lu):
     S, L = V.shape
     la = np.zeros((S, L, 2)); lb = np.zeros((S, L, 2))
     la[:, 0] = np.log(pi) + le[:, 0]
-    for t in range(1, L): la[:, t] = logsumexp(la[:, t - 1, :, None] + lP[:, t], axis=1) + le[:, t]
+    for t in range(1, L): la[:, t] = _lse2(la[:, t - 1, :, None] + lP[:, t], 1) + le[:, t]
     for t in range(L - 2, -1, -1):
-        nb = logsumexp(lP[:, t + 1] + (le[:, t + 1] + lb[:, t + 1])[:, None, :], axis=2)
+        nb = _lse2(lP[:, t + 1] + (le[:, t + 1] + lb[:, t + 1])[:, None, :], 2)
         lb[:, t] = np.where(M[:, t + 1, None], nb, 0.0)
     g = la + lb
-    return np.exp(g[..., 1] - logsumexp(g, axis=2))
+    return np.exp(g[..., 1] - _lse2(g, 2))
 
 def _hessian(fun, x, h=1e-3):
     n = len(x); H = np.zeros((n, n)); E = np.eye(n) * h
