@@ -415,6 +415,15 @@ def _check_size(n_frames, size, seed=0):
         raise ValueError(f'size must be an integer >= 64 (px of a square frame) or a pair (H, W) of integers >= 64; got {size!r}.')
     return int(n_frames), (int(hw[0]), int(hw[1]))
 
+def _pick_hop(ok, rng, stats):
+    "A random neighbour (index into `ok`); another allowed one when it is blocked; None when all are (counted in `stats`)."
+    choice = rng.integers(len(ok))
+    if not ok[choice]:
+        stats['redirected'] += 1
+        if not ok.any(): stats['stuck'] += 1; return None
+        choice = rng.choice(np.flatnonzero(ok))
+    return choice
+
 def _place(cands, n, taken, min_d, rng):
     "Pick up to `n` of the candidate points `cands` [M,2] in random order, each `min_d` from the others and from `taken`."
     out, pts = [], list(taken)
@@ -561,11 +570,8 @@ def _ws2_walk(P, T, shape, lat, inner, ilo, ihi, area_nm2, r_place, r_walk, r_ho
                     others = yx_all[w_col(mo_ij[mo_alive & (np.arange(nmo) != m)])]
                     if len(others): ok &= ((pos[:, None] - others[None])**2).sum(-1).min(1) >= sep**2
                     if len(st_yx): ok &= ((pos[:, None] - st_yx[None])**2).sum(-1).min(1) >= keep**2
-                    choice = r_walk.integers(6)
-                    if not ok[choice]:
-                        stats['redirected'] += 1
-                        if not ok.any(): stats['stuck'] += 1; continue
-                        choice = r_walk.choice(np.flatnonzero(ok))
+                    choice = _pick_hop(ok, r_walk, stats)
+                    if choice is None: continue
                     mo_ij[m] = nb[choice]; moved = True
                 if state[m] == 1 and (moved or old == 0): partner[m] = s_cols(mo_ij[m])[r_walk.integers(3)]
                 if state[m] == 0: partner[m] = -1
@@ -802,11 +808,8 @@ def _si_walk(P, T, shape, lat, inner, ilo, ihi, area_nm2, r_place, r_walk, r_hol
                     ok = (nb >= 0) & np.all((pos >= ilo) & (pos <= ihi), 1)
                     others = yx_all[np.delete(si, m)]
                     if len(others): ok &= ((pos[:, None] - others[None])**2).sum(-1).min(1) >= sep**2
-                    choice = r_walk.integers(3)
-                    if not ok[choice]:
-                        stats['redirected'] += 1
-                        if not ok.any(): stats['stuck'] += 1; continue
-                        choice = r_walk.choice(np.flatnonzero(ok))
+                    choice = _pick_hop(ok, r_walk, stats)
+                    if choice is None: continue
                     si[m] = nb[choice]
         rows += [(t, si[m], 0, m, -1) for m in range(len(si))]
     holes = dict(yx=np.zeros((0, 2)), t0=np.zeros(0, int), r0=np.zeros(0), grow=np.zeros(0),
