@@ -787,15 +787,17 @@ class Score:
     D_classes_se_nm2_s: float  # its standard error
     D_true_nm2_s: float        # the D the movie was made with
     switching: dict = field(default_factory=dict)   # {'Mo_W->Mo_W+V_S': (rate, se, low, high, truth), ...} in 1/s, from the moving tracks
+    kinds: tuple = VISIBLE_KINDS   # the kinds the detection is scored on (the truth's `visible_kinds`)
+    dopant: str = 'Mo'             # what the mobile dopants are (Mo in WS2, Si in graphene)
     def __repr__(self):
-        d = self.detection
-        cls = (f'; the classes that are mostly Mo {self.mobile_classes}: {_fmt_D(self.D_classes_nm2_s, self.D_classes_se_nm2_s)}'
-               if self.mobile_classes else '; no class is mostly Mo')
+        d, mo = self.detection, self.dopant
+        cls = (f'; the classes that are mostly {mo} {self.mobile_classes}: {_fmt_D(self.D_classes_nm2_s, self.D_classes_se_nm2_s)}'
+               if self.mobile_classes else f'; no class is mostly {mo}')
         return '\n'.join([
-            f'detection F1  {d.f1:.3f} (precision {d.precision:.3f}, recall {d.recall:.3f}; {", ".join(VISIBLE_KINDS)}; before the holes)',
+            f'detection F1  {d.f1:.3f} (precision {d.precision:.3f}, recall {d.recall:.3f}; {", ".join(self.kinds)}; before the holes)',
             f'classes ARI   {self.ari:.3f} (most of each class: ' + ', '.join(f'{k} {v}' for k, v in self.class_kind.items()) + ')',
-            f'linking       {self.linking.accuracy:.3f} of {self.linking.n_links} links of Mo dopants right',
-            f'diffusion     D = {_fmt_D(self.D_nm2_s, self.D_se_nm2_s)} ({self.n_mo_tracks} tracks that follow Mo dopants; '
+            f'linking       {self.linking.accuracy:.3f} of {self.linking.n_links} links of {mo} dopants right',
+            f'diffusion     D = {_fmt_D(self.D_nm2_s, self.D_se_nm2_s)} ({self.n_mo_tracks} tracks that follow {mo} dopants; '
             f'truth {self.D_true_nm2_s:.3g} nm²/s){cls}',
             'switching     ' + ('; '.join(f'{k} {r:.3g} ± {se:.2g} /s (95%: {lo:.3g}..{hi:.3g}; truth {t:g})'
                                           for k, (r, se, lo, hi, t) in self.switching.items()) or 'no rates')])
@@ -806,7 +808,8 @@ def score(results:Results,   # an analysis of a synthetic movie
     "Detection F1, class agreement (ARI), Mo linking accuracy and D of the results against the truth."
     d, cl, p = results.defects, results.classes, results.params
     pre = range(truth.hole_start if truth.hole_start is not None else truth.n_frames)
-    det = detection_scores(d, truth, frames=pre, kinds=list(VISIBLE_KINDS))
+    kinds = tuple(getattr(truth, 'visible_kinds', VISIBLE_KINDS))
+    det = detection_scores(d, truth, frames=pre, kinds=list(kinds))
     m = match_to_truth(d, truth.frame, truth.yx, radius_px=det.radius_px)
     ok = m >= 0
     kind = np.where(ok, truth.kind[np.maximum(m, 0)], -1)
@@ -814,8 +817,9 @@ def score(results:Results,   # an analysis of a synthetic movie
     ari = cluster_agreement(cl, kind, truth.kind_names).ari
     names = truth.kind_names
     class_kind = {int(k): names[np.bincount(kind[ok & (cl == k)]).argmax()] for k in np.unique(cl) if (ok & (cl == k)).any()}
-    mobile = [k for k, v in class_kind.items() if v in MOBILE_KINDS]
-    ls = linking_accuracy(results.track, true_track, d.frame, scored=np.isin(kind, [names.index(k) for k in MOBILE_KINDS]))
+    moving = [names[k] for k in np.unique(truth.kind[truth.track >= 0])]       # the kinds with tracks: MOBILE_KINDS in WS2
+    mobile = [k for k, v in class_kind.items() if v in moving]
+    ls = linking_accuracy(results.track, true_track, d.frame, scored=np.isin(kind, [names.index(k) for k in moving]))
     long = results.tracks(min_length=p['min_track'])
     follow = [t for t in long if (true_track[t.rows] >= 0).mean() >= 0.5]
     def pooled(tracks):
@@ -827,10 +831,11 @@ def score(results:Results,   # an analysis of a synthetic movie
     D = pooled(follow)
     Dc = pooled(tracks_of_class(long, cl, mobile)) if mobile else (float('nan'), float('nan'))
     sw, rates = results.switching, {}
-    if sw is not None and np.isfinite(sw.rates_per_s).all():       # state 0: all S2 neighbours full (Mo_W); 1: one weak
+    if sw is not None and np.isfinite(sw.rates_per_s).all() and 'Mo_W->Mo_W+V_S' in truth.rates:   # state 0: all S2 neighbours full (Mo_W); 1: one weak
         for (i, j), key in (((0, 1), 'Mo_W->Mo_W+V_S'), ((1, 0), 'Mo_W+V_S->Mo_W')):
             rates[key] = (*sw.rate(i, j), *sw.rate_ci(i, j), float(truth.rates[key]))
-    return Score(det, ari, class_kind, ls, D[0], D[1], len(follow), mobile, Dc[0], Dc[1], float(truth.D_nm2_s), rates)
+    return Score(det, ari, class_kind, ls, D[0], D[1], len(follow), mobile, Dc[0], Dc[1], float(truth.D_nm2_s), rates, kinds,
+                 'Si' if 'Si_C' in names else 'Mo')
 
 # %% ../nbs/07_pipeline.ipynb #f045f6a7
 FIGURES = ('class_gallery', 'counts', 'broom', 'tracks', 'transitions')
@@ -843,7 +848,7 @@ def _counts(r, plt, truth):
     from stemdefect_nb.extract import plot_counts
     from stemdefect_nb.cluster import plot_class_counts
     fig, axs = plt.subplots(1, 2, figsize=(13, 3.8))
-    plot_counts(r.defects, truth, kinds=list(VISIBLE_KINDS) if truth is not None else None, ax=axs[0])
+    plot_counts(r.defects, truth, kinds=list(truth.visible_kinds) if truth is not None else None, ax=axs[0])
     plot_class_counts(r.defects, r.classes, n=5, ax=axs[1])
     fig.tight_layout()
     return fig

@@ -96,3 +96,20 @@ def test_other_settings_visible_kinds_f1(other):
 def test_finer_pixels_visible_kinds_f1(fine):
     s = fine[3]['visible']
     assert s.f1 >= 0.90, s
+
+
+def test_graphene_from_the_panel_end_to_end(tmp_path):
+    """The second material: the panel's tuning movie `graphene-si` (faint C lattice, bright hopping Si dopants at
+    0.012 nm/px, 8 frames) through `analyze` with its defaults, scored against the truth by lesson 07's `score`."""
+    from stemdefect_nb import pipeline as pl
+    movie, truth = synth.panel_movie('graphene-si')
+    r = pl.analyze(movie, progress=False)
+    s = pl.score(r, truth)
+    print(f'\n[graphene-si]\n{s}')
+    assert s.kinds == ('Si_C',) and s.dopant == 'Si'
+    assert s.detection.f1 >= 0.95, s                     # 0.989 on 2 Xeon cores (bench/results/accuracy_panel.json)
+    assert s.detection.recall_by_kind['Si_C'] >= 0.95, s
+    assert s.linking.n_links > 0 and s.linking.accuracy >= 0.9, s
+    (tmp_path / 'fig').mkdir()
+    paths = pl.save_figures(r, tmp_path / 'fig', movie=movie, truth=truth)
+    assert all(p.read_bytes()[:4] == b'\x89PNG' for p in paths.values())
