@@ -26,19 +26,16 @@ def _value(text):
 
 def run_one(name, overrides):
     "Analyze one panel movie with the defaults (or `overrides`); its scores as a plain dict."
-    import numpy as np
     from stemdefect_nb.synth import panel_movie, PANEL
-    from stemdefect_nb.pipeline import analyze
-    from stemdefect_nb.extract import detection_scores
+    from stemdefect_nb.pipeline import analyze, score
     movie, truth = panel_movie(name)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         r = analyze(movie, progress=False, **overrides)
     seconds = time.perf_counter() - t0
+    s = score(r, truth).detection                 # lesson 07's: the visible kinds, the frames before any hole
     kinds = list(truth.visible_kinds)
-    pre = range(truth.hole_start if truth.hole_start is not None else truth.n_frames)
-    s = detection_scores(r.defects, truth, frames=pre, kinds=kinds)
     T, H, W = movie.shape
     return dict(name=name, split=PANEL[name]['split'], material=truth.physics.get('material', 'WS2'), shape=[T, H, W],
                 px_nm=movie.px_nm, what=PANEL[name]['what'], f1=s.f1, precision=s.precision, recall=s.recall,

@@ -18,8 +18,8 @@ from .io import Movie, as_frames, _write_atomic
 from .fft import lattice_period
 
 # %% auto #0
-__all__ = ['WS2_HALF_COLUMN_NM', 'probs_from_points', 'Blobs', 'find_defects', 'Patches', 'extract_patches', 'Defects',
-           'blob_min_size', 'extract_movie', 'Scores', 'match_points', 'detection_scores', 'show_defects',
+__all__ = ['MIN_BLOB_PX', 'WS2_HALF_COLUMN_NM', 'probs_from_points', 'Blobs', 'find_defects', 'Patches', 'extract_patches',
+           'Defects', 'blob_min_size', 'extract_movie', 'Scores', 'match_points', 'detection_scores', 'show_defects',
            'moving_average', 'plot_counts', 'DefectExplorer', 'explore_defects']
 
 # %% ../nbs/04_extract.ipynb #dc91356a
@@ -235,12 +235,14 @@ def _progress(it, on, total, desc):
     from tqdm.auto import tqdm
     return tqdm(it, total=total, desc=desc)
 
+MIN_BLOB_PX = 5   # the seed's smallest blob, px: `blob_min_size` never goes below it (and gives it without a lattice)
+
 def blob_min_size(frames,         # a `Movie`, frames [T,H,W] or one frame [H,W] (the first frame is used)
                   fraction=0.18,  # of the square of the lattice's fringe period: the fraction of lesson 01's `label_min_size`
                  ) -> int:
     "The smallest blob of a probability map worth keeping, px: `fraction` * period**2, at least 5 (15 at 0.03 nm/px); 5 without a lattice."
     P = lattice_period(as_frames(frames)[:1])
-    return max(5, int(round(fraction * P * P))) if np.isfinite(P) else 5
+    return max(MIN_BLOB_PX, int(round(fraction * P * P))) if np.isfinite(P) else MIN_BLOB_PX
 
 def extract_movie(frames,           # a `Movie` or frames [T,H,W] (one frame [H,W] works too)
                   probs,            # defect probability maps [T,H,W], e.g. from `model.predict_movie`

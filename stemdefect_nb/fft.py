@@ -148,7 +148,8 @@ def _sharpness(F, iy, ix):
     ring = (np.hypot(dy, dx) >= 3) & (np.hypot(dy, dx) <= 6)
     iy, ix = np.atleast_1d(iy), np.atleast_1d(ix)
     around = np.median(F[(iy[:, None] + dy[ring]) % H, (ix[:, None] + dx[ring]) % W], axis=1)
-    return np.where(around > 0, F[iy, ix] / np.where(around > 0, around, 1), np.where(F[iy, ix] > 0, np.inf, 0.0))
+    with np.errstate(divide='ignore', invalid='ignore'):                 # a flat ring: inf above it, 0 for a flat frame
+        return np.where(around > 0, F[iy, ix] / around, np.where(F[iy, ix] > 0, np.inf, 0.0))
 
 def lattice_period(img,   # a frame [H,W], a movie [T,H,W] or a `Movie` (its first frame is used)
                   ) -> float:

@@ -17,7 +17,7 @@ from .io import Movie, as_frames, check_frames, load_movie, _write_atomic, _warn
 from .fft import (fft_subtract, auto_thresholds, defect_map, training_labels, mean_frame, suggest_maskratio,
                                label_min_size, lattice_period, lattice_strength, LATTICE_MIN)
 from .labels import training_set
-from .extract import Defects, extract_movie, detection_scores
+from .extract import Defects, extract_movie, detection_scores, MIN_BLOB_PX
 from .cluster import cluster_defects, Clusters, cluster_agreement
 from .trajectories import (estimate_drift, link, split_tracks, tracks_of_class, diffusion_coefficient,
                                         transition_matrix, Transitions, match_to_truth, linking_accuracy,
@@ -287,7 +287,7 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         auto = " or 'auto' (from the lattice's period)"
         if p['min_size'] != 'auto': _need_whole(p, 'min_size', 0, why=f' of px{auto}')
         _need_whole(p, 'memory', 0)
-        lo = 5 if p['min_size'] == 'auto' else p['min_size']
+        lo = MIN_BLOB_PX if p['min_size'] == 'auto' else p['min_size']
         _need_whole(p, 'max_size', lo + 1, why=f' (larger than min_size={p["min_size"]})')
         _need_whole(p, 'half', 1)
         _need_whole(p, 'seed', 0, 2**32 - 1)
@@ -309,7 +309,7 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         raise ValueError(f'train_frame must be a frame of the movie, 0..{T - 1}; got {p["train_frame"]!r}.')
     if 2 * p['half'] > min(H, W):
         raise ValueError(f'half = {p["half"]} makes patches of {2 * p["half"]} px, larger than the {H}x{W} frames; use a smaller half.')
-    most = T * H * W // ((5 if p['min_size'] == 'auto' else p['min_size']) + 1)
+    most = T * H * W // ((MIN_BLOB_PX if p['min_size'] == 'auto' else p['min_size']) + 1)
     if p['n_classes'] > most:
         raise ValueError(f'n_classes = {p["n_classes"]}: {T} frames of {H}x{W} px cannot hold that many defects of more '
                          f'than min_size={p["min_size"]} px (at most {most}); ask for fewer classes.')
@@ -400,7 +400,7 @@ def _step_train(s, p, c, progress):
     p['model'] = dict(path=None, trained=True)
 
 def _step_predict(s, p, c, progress):
-    if s['net'] is None: s['probs'] = np.zeros(s['movie'].shape, np.float32); return   # no network: the labels were empty
+    if s['net'] is None: s['probs'] = np.broadcast_to(np.float32(0), s['movie'].shape); return   # no network (empty labels): nothing anywhere, no memory
     s['probs'] = _call(c, _model_lesson().predict_movie, s['net'], s['movie'], normalize=s['training'].get('normalize', 'std'),
                        progress=progress)
 
@@ -808,7 +808,7 @@ def score(results:Results,   # an analysis of a synthetic movie
     "Detection F1, class agreement (ARI), Mo linking accuracy and D of the results against the truth."
     d, cl, p = results.defects, results.classes, results.params
     pre = range(truth.hole_start if truth.hole_start is not None else truth.n_frames)
-    kinds = tuple(getattr(truth, 'visible_kinds', VISIBLE_KINDS))
+    kinds = tuple(truth.visible_kinds)
     det = detection_scores(d, truth, frames=pre, kinds=list(kinds))
     m = match_to_truth(d, truth.frame, truth.yx, radius_px=det.radius_px)
     ok = m >= 0
@@ -835,7 +835,7 @@ def score(results:Results,   # an analysis of a synthetic movie
         for (i, j), key in (((0, 1), 'Mo_W->Mo_W+V_S'), ((1, 0), 'Mo_W+V_S->Mo_W')):
             rates[key] = (*sw.rate(i, j), *sw.rate_ci(i, j), float(truth.rates[key]))
     return Score(det, ari, class_kind, ls, D[0], D[1], len(follow), mobile, Dc[0], Dc[1], float(truth.D_nm2_s), rates, kinds,
-                 'Si' if 'Si_C' in names else 'Mo')
+                 moving[0].split('_')[0] if moving else 'Mo')                # the element of the mobile kind: Mo_W -> Mo, Si_C -> Si
 
 # %% ../nbs/07_pipeline.ipynb #f045f6a7
 FIGURES = ('class_gallery', 'counts', 'broom', 'tracks', 'transitions')
