@@ -1,4 +1,4 @@
-"""The registered accuracy panel (lesson 08's `PANEL`): `analyze` with its defaults on each movie, scored against the truth.
+"""The registered accuracy panel (lesson 09's `PANEL`): `analyze` with its defaults on each movie, scored against the truth.
 
 For each movie it prints the visible kinds' detection F1, precision and recall, the recall of each kind, the label
 fraction and the seconds; then, for the tuning half and for the held-out half separately, the worst and the median F1.
@@ -8,7 +8,7 @@ The held-out half is the one no default was chosen on: its numbers are the hones
                                            [--json bench/results/accuracy_panel.json]
 
 `--set` runs `analyze` with other values (to measure a candidate default on the tuning half; never to report).
-`--json` writes the table (with the CPU, the versions and the commit) for lesson 08's panel section. Exits 0.
+`--json` writes the table (with the CPU, the versions and the commit) for lesson 09's panel section. Exits 0.
 About a minute per movie on 2 cores (one training each).
 """
 import argparse, json, subprocess, sys, time, warnings
@@ -34,7 +34,7 @@ def run_one(name, overrides):
         warnings.simplefilter('ignore')
         r = analyze(movie, progress=False, **overrides)
     seconds = time.perf_counter() - t0
-    s = score(r, truth).detection                 # lesson 07's: the visible kinds, the frames before any hole
+    s = score(r, truth).detection                 # lesson 08's: the visible kinds, the frames before any hole
     kinds = list(truth.visible_kinds)
     T, H, W = movie.shape
     return dict(name=name, split=PANEL[name]['split'], material=truth.physics.get('material', 'WS2'), shape=[T, H, W],

@@ -1,4 +1,4 @@
-"""Lesson 08: time and memory to generate the default example movie (100 frames of 512x512).
+"""Lesson 09: time and memory to generate the default example movie (100 frames of 512x512).
 
 Target: <= 20 s and < 2 GB on 2 CPU cores. Prints wall time of `simulate` (truth only) and of
 `example_movie` (truth + pixels), the peak memory traced by Python (tracemalloc) and the process's

@@ -27,7 +27,7 @@ def shared_io():
 def example_analysis():
     """`analyze` with its defaults on the built-in 100-frame example movie, and its truth: `(movie, truth, results)`.
 
-    One training (about a minute on 2 cores) shared by lesson 04's end-to-end detection tests and lesson 07's
+    One training (about a minute on 2 cores) shared by lesson 04's end-to-end detection tests and lesson 08's
     end-to-end accuracy test."""
     from stemdefect_nb.synth import example_movie
     from stemdefect_nb.pipeline import analyze

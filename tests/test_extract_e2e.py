@@ -39,7 +39,7 @@ def _scores(d, truth, physics=None):
 
 @pytest.fixture(scope='module')
 def example(example_analysis):
-    # the same chain through `analyze` (its defaults are this recipe), shared with lesson 07's end-to-end test
+    # the same chain through `analyze` (its defaults are this recipe), shared with lesson 08's end-to-end test
     movie, truth, r = example_analysis
     return movie, truth, r.defects, _scores(r.defects, truth)
 
@@ -100,7 +100,7 @@ def test_finer_pixels_visible_kinds_f1(fine):
 
 def test_graphene_from_the_panel_end_to_end(tmp_path):
     """The second material: the panel's tuning movie `graphene-si` (faint C lattice, bright hopping Si dopants at
-    0.012 nm/px, 8 frames) through `analyze` with its defaults, scored against the truth by lesson 07's `score`."""
+    0.012 nm/px, 8 frames) through `analyze` with its defaults, scored against the truth by lesson 08's `score`."""
     from stemdefect_nb import pipeline as pl
     movie, truth = synth.panel_movie('graphene-si')
     r = pl.analyze(movie, progress=False)

@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # lesson order: a module may import only modules earlier in this list (synth uses only io)
-ORDER = ['io', 'fft', 'labels', 'model', 'extract', 'cluster', 'trajectories', 'pipeline']
+ORDER = ['io', 'fft', 'labels', 'model', 'extract', 'cluster', 'trajectories', 'dynamics', 'pipeline']
 ALLOWED = {m: set(ORDER[:i]) for i, m in enumerate(ORDER)}
 ALLOWED['synth'] = {'io'}
 ALLOWED['pipeline'] = set(ORDER[:-1]) | {'synth'}
@@ -65,7 +65,8 @@ def test_one_way_data_flow():
 
 def test_every_notebook_exports_its_module():
     want = {'00_io': 'io', '01_fft': 'fft', '02_labels': 'labels', '03_model': 'model', '04_extract': 'extract',
-            '05_cluster': 'cluster', '06_trajectories': 'trajectories', '07_pipeline': 'pipeline', '08_synth': 'synth'}
+            '05_cluster': 'cluster', '06_trajectories': 'trajectories',
+            '07_dynamics': 'dynamics', '08_pipeline': 'pipeline', '09_synth': 'synth'}
     for nb in sorted((ROOT/'nbs').glob('[0-9][0-9]_*.ipynb')):
         m = re.search(r'#\|\s*default_exp\s+(\w+)', nb.read_text())
         assert m, f'{nb.name} has no default_exp'

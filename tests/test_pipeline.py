@@ -1,4 +1,4 @@
-"""Lesson 07: `analyze`, the results file (exact round trip, atomic save), `resume`, and the `stemdefect` command.
+"""Lesson 08: `analyze`, the results file (exact round trip, atomic save), `resume`, and the `stemdefect` command.
 
 Small movies and a few epochs (no time budget: two trainings with the same seed agree);
 the whole file runs in about 2-3 minutes on 2 cores.

@@ -1,4 +1,4 @@
-"Lesson 08 (synth): the example movie does what it says: determinism, peak ratios, D, drift, holes, files, bad input."
+"Lesson 09 (synth): the example movie does what it says: determinism, peak ratios, D, drift, holes, files, bad input."
 import numpy as np
 import pytest
 
@@ -480,7 +480,7 @@ def test_graphene_msd_recovers_D():
 
 
 def test_the_registered_panel_is_unchanged():
-    """The accuracy panel (lesson 08 section 13) was registered before any default was measured on it:
+    """The accuracy panel (lesson 09 section 13) was registered before any default was measured on it:
     its entries (seeds, sizes, physics, splits) must not drift. Changing it means registering a new panel."""
     import hashlib, json
     from stemdefect_nb.synth import PANEL

@@ -1,4 +1,4 @@
-"Lesson 06 (trajectories): drift, linking, MSD / diffusion, transitions, flows; end-to-end against the example's truth."
+"Lessons 06 (trajectories: drift, linking, flows) and 07 (dynamics: MSD / diffusion, transitions, switching); end-to-end against the example's truth."
 import math
 import warnings
 
@@ -7,10 +7,11 @@ import pytest
 
 from stemdefect_nb.extract import Defects
 from stemdefect_nb.synth import example_movie, simulate
-from stemdefect_nb.trajectories import (Track, correct_drift, diffusion_coefficient, estimate_drift, link,
-                                        linking_accuracy, msd, prediction_ellipse, roi_flows, seed_diffusion,
-                                        split_tracks, tracks_of_class, transition_matrix, window_heatmap,
-                                        moving_tracks, neighbour_deficit, switching_hmm)
+from stemdefect_nb.trajectories import (Track, correct_drift, estimate_drift, link, linking_accuracy,
+                                        prediction_ellipse, roi_flows, seed_diffusion, split_tracks, tracks_of_class,
+                                        window_heatmap)
+from stemdefect_nb.dynamics import (diffusion_coefficient, msd, transition_matrix, moving_tracks, neighbour_deficit,
+                                    switching_hmm)
 
 RATES = (((1, 2), 'Mo_W->Mo_W+V_S'), ((2, 1), 'Mo_W+V_S->Mo_W'))
 
