@@ -5,16 +5,14 @@
 # %% ../nbs/07_dynamics.ipynb #a40bd383
 from __future__ import annotations
 import math, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import numpy as np
-import scipy.fft as sfft
 from scipy.linalg import logm
 import scipy.ndimage as ndi
-from scipy.optimize import linear_sum_assignment, minimize
+from scipy.optimize import minimize
 from scipy.spatial import cKDTree
-from .io import Movie, as_frames
+from .io import as_frames
 from .fft import lattice_model, lattice_period
-from .extract import Defects
 from .trajectories import Track, WS2_A_NM, _check_units, _is_points, _per_row, _table, seed_diffusion, split_tracks
 
 # %% auto #0

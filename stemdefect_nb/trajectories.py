@@ -5,15 +5,11 @@
 # %% ../nbs/06_trajectories.ipynb #cfc609ee
 from __future__ import annotations
 import math, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
-from scipy.linalg import logm
-import scipy.ndimage as ndi
-from scipy.optimize import linear_sum_assignment, minimize
-from scipy.spatial import cKDTree
-from .io import Movie, as_frames
-from .fft import lattice_model, lattice_period
+from scipy.optimize import linear_sum_assignment
+from .io import as_frames
 from .extract import Defects, match_points
 
 # %% auto #0

@@ -101,10 +101,10 @@ def test_finer_pixels_visible_kinds_f1(fine):
 def test_graphene_from_the_panel_end_to_end(tmp_path):
     """The second material: the panel's tuning movie `graphene-si` (faint C lattice, bright hopping Si dopants at
     0.012 nm/px, 8 frames) through `analyze` with its defaults, scored against the truth by lesson 08's `score`."""
-    from stemdefect_nb import pipeline as pl
+    from stemdefect_nb import pipeline as pl, scoring
     movie, truth = synth.panel_movie('graphene-si')
     r = pl.analyze(movie, progress=False)
-    s = pl.score(r, truth)
+    s = scoring.score(r, truth)
     print(f'\n[graphene-si]\n{s}')
     assert s.kinds == ('Si_C',) and s.dopant == 'Si'
     assert s.detection.f1 >= 0.95, s                     # 0.989 on 2 Xeon cores (bench/results/accuracy_panel.json)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stemdefect_nb import pipeline as pl
+from stemdefect_nb import pipeline as pl, scoring, cli
 from stemdefect_nb.io import load_movie
 from stemdefect_nb.synth import example_movie
 
@@ -34,7 +34,7 @@ def dm4(tmp_path_factory, small):
 
 
 def _cli(capsys, *args):
-    code = pl.main([str(a) for a in args])
+    code = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -290,7 +290,7 @@ def test_cli_errors_are_one_line(dm4, tmp_path, capsys):
 
 
 def test_cli_maskratio_takes_a_number_or_auto():
-    ap = pl._parser()
+    ap = cli._parser()
     assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5']).maskratio == 'auto'
     assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--maskratio', '12']).maskratio == 12.0
     assert ap.parse_args(['run', 'm.dm4', '--out', 'r.h5', '--label-frames', '1']).label_frames == 1
@@ -312,7 +312,7 @@ def test_demo_small(tmp_path, capsys):
     code, out, err = _cli(capsys, *args)
     assert code == 0, err
     names = sorted(p.name for p in d.iterdir())
-    assert names == sorted([pl.DEMO_MARK, 'results.h5'] + [f'{n}.png' for n in pl.FIGURES])
+    assert names == sorted([cli.DEMO_MARK, 'results.h5'] + [f'{n}.png' for n in pl.FIGURES])
     for n in pl.FIGURES: assert (d / f'{n}.png').read_bytes()[:4] == b'\x89PNG'
     assert 'detection F1' in out and 'classes ARI' in out and 'D =' in out and 'linking' in out
     r = pl.load_results(d / 'results.h5')
@@ -334,7 +334,7 @@ def test_end_to_end_accuracy(example_analysis):
     """
     from stemdefect_nb.extract import detection_scores
     movie, truth, r = example_analysis     # shared with lesson 04's end-to-end tests (tests/conftest.py)
-    s = pl.score(r, truth)
+    s = scoring.score(r, truth)
     strong = detection_scores(r.defects, truth, kinds=['Mo_W', 'Mo_W+V_S', 'V_W'])
     print(f'\n{r.summary()}\n{s}\nstrong kinds: {strong}')
     assert strong.f1 >= 0.9, strong

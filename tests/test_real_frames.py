@@ -7,7 +7,7 @@ one (an amorphous area) is refused before any training, with a message naming th
 import numpy as np
 import pytest
 
-from stemdefect_nb import pipeline as pl
+from stemdefect_nb import pipeline as pl, cli
 from stemdefect_nb.io import load_movie
 from stemdefect_nb.fft import lattice_strength, LATTICE_MIN
 
@@ -53,7 +53,7 @@ def test_a_frame_without_a_lattice_is_refused_before_training(shared_io, monkeyp
 
 
 def test_the_command_line_refuses_it_in_one_line(shared_io, tmp_path, capsys):
-    code = pl.main(['run', str(shared_io / NO_LATTICE), '--out', str(tmp_path / 'r.h5')])
+    code = cli.main(['run', str(shared_io / NO_LATTICE), '--out', str(tmp_path / 'r.h5')])
     out, err = capsys.readouterr()
     assert code != 0 and 'no crystal lattice' in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / 'r.h5').exists()

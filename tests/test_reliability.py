@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from stemdefect_nb import pipeline as pl
+from stemdefect_nb import pipeline as pl, cli
 from stemdefect_nb.io import Movie, load_movie
 from stemdefect_nb.extract import Defects
 from stemdefect_nb.synth import example_movie
@@ -63,7 +63,7 @@ def no_work(monkeypatch):
 
 
 def _cli(capsys, *args):
-    code = pl.main([str(a) for a in args])
+    code = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -267,7 +267,7 @@ def test_17_no_defect_or_fewer_than_n_classes(empty, movie_truth, null_net, tmp_
     assert 2 <= n < 50 and len(few.class_averages) == n and set(few.classes) == set(range(1, n + 1))
     assert any('fewer than n_classes=50' in m for m in few.messages) and 'too few defects' in few.summary()
     assert pl.load_results(few.save(tmp_path / 'few.h5')).differences(few) == []
-    assert 'no defect was found' in pl.EXIT_CODES
+    assert 'no defect was found' in cli.EXIT_CODES
 
 
 def test_17_cli_no_defect_exit_0_without_units(movie, null_net, tmp_path, capsys):
