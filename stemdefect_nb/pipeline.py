@@ -24,8 +24,8 @@ from .dynamics import (diffusion_coefficient, transition_matrix, Transitions, mo
                                     neighbour_deficit, switching_hmm, Switching)
 
 # %% auto #0
-__all__ = ['CHOICES', 'STEPS', 'TRACK_FIELDS', 'POOLED_FIELDS', 'FORMAT', 'FORMAT_VERSION', 'FIGURES', 'MOVED', 'Results',
-           'analyze', 'load_results', 'resume', 'save_figures']
+__all__ = ['CHOICES', 'TRACK_FIELDS', 'POOLED_FIELDS', 'PIPELINE', 'STEPS', 'FORMAT', 'FORMAT_VERSION', 'FIGURES', 'MOVED',
+           'Results', 'analyze', 'Step', 'load_results', 'resume', 'save_figures']
 
 # %% ../nbs/08_pipeline.ipynb #2334b90e
 def _model_lesson():
@@ -67,7 +67,6 @@ def _call(record:dict, fn, *args, **kw):
 
 # %% ../nbs/08_pipeline.ipynb #a7e99d2b
 CHOICES = dict(drift=('frames', 'defects', 'none'))    # the parameters of `analyze` that take one of a few words
-STEPS = ('labels', 'train', 'predict', 'extract', 'drift', 'cluster', 'link', 'diffusion', 'transitions', 'switching')
 
 TRACK_FIELDS = [('track', 'i8'), ('n', 'i8'), ('first', 'i8'), ('last', 'i8'), ('class', 'i8'),
                 ('D_nm2_s', 'f8'), ('se_nm2_s', 'f8')]
@@ -139,11 +138,6 @@ class Results:
                 f'{len(self.track_table)} tracks of >= {self.params["min_track"]}; from {src})')
 
 # %% ../nbs/08_pipeline.ipynb #6cc5bf50
-_STEP_OF = dict(train_frame='labels', label_frames='labels', maskratio='labels', label_k='labels', label_min_size='labels', window='train', step='train', val_frac='train', epochs='train',
-                max_seconds='train', seed='train', model='train', threshold='extract', min_size='extract',
-                max_size='extract', half='extract', px_nm='extract', drift='drift', n_classes='cluster',
-                max_disp_nm='link', memory='link', min_track='diffusion', max_lag='diffusion', frame_s='diffusion')
-
 def _auto_window(H, W):
     "Lesson 02's 128-px window, or a quarter of a smaller frame (a multiple of 4 px, at least 16)."
     return int(min(128, max(16, (min(H, W) // 4) // 4 * 4)))
@@ -475,15 +469,31 @@ def _step_switching(s, p, c, progress):
                                        maskratio=s['training'].get('label_maskratio', 10))
     s['switching'] = _call(c, switching_hmm, moving, s['deficit'], frame_s=p['frame_s'] or 1.0)
 
-_CALL_STEP = dict(moving_tracks='switching', neighbour_deficit='switching', switching_hmm='switching', mean_frame='labels',
-                  suggest_maskratio='labels', label_min_size='labels', fft_subtract='labels', auto_thresholds='labels', defect_map='labels', training_labels='labels',
-                  training_set='train',
-                  train_model='train', predict_movie='predict', extract_movie='extract', estimate_drift='drift',
-                  cluster_defects='cluster', link='link', diffusion_coefficient='diffusion', transition_matrix='transitions')
+@dataclass(frozen=True)
+class Step:
+    "One step of the analysis, declared once: its name, its function, the parameters it reads first, the lesson calls it makes."
+    name: str
+    run: object         # fn(state, params, recorded calls, progress): reads and writes the state dict
+    params: tuple = ()  # the `analyze` parameters this step is the first to use (changing one reruns from here)
+    calls: tuple = ()   # the lesson functions it calls, recorded in `params['calls']`
 
-_STEP_FNS = dict(labels=_step_labels, train=_step_train, predict=_step_predict, extract=_step_extract, drift=_step_drift,
-                 cluster=_step_cluster, link=_step_link, diffusion=_step_diffusion, transitions=_step_transitions,
-                 switching=_step_switching)
+PIPELINE = (
+    Step('labels', _step_labels, ('train_frame', 'label_frames', 'maskratio', 'label_k', 'label_min_size'),
+         ('mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds', 'defect_map', 'training_labels')),
+    Step('train', _step_train, ('window', 'step', 'val_frac', 'epochs', 'max_seconds', 'seed', 'model'), ('training_set', 'train_model')),
+    Step('predict', _step_predict, (), ('predict_movie',)),
+    Step('extract', _step_extract, ('threshold', 'min_size', 'max_size', 'half', 'px_nm'), ('extract_movie',)),
+    Step('drift', _step_drift, ('drift',), ('estimate_drift',)),
+    Step('cluster', _step_cluster, ('n_classes',), ('cluster_defects',)),
+    Step('link', _step_link, ('max_disp_nm', 'memory'), ('link',)),
+    Step('diffusion', _step_diffusion, ('min_track', 'max_lag', 'frame_s'), ('diffusion_coefficient',)),
+    Step('transitions', _step_transitions, (), ('transition_matrix',)),
+    Step('switching', _step_switching, (), ('moving_tracks', 'neighbour_deficit', 'switching_hmm')))
+
+STEPS = tuple(s.name for s in PIPELINE)                               # the order of the steps
+_STEP_OF = {k: s.name for s in PIPELINE for k in s.params}            # analyze parameter -> the first step that reads it
+_CALL_STEP = {f: s.name for s in PIPELINE for f in s.calls}           # lesson call -> its step
+_STEP_FNS = {s.name: s.run for s in PIPELINE}                         # step -> its function (tests replace entries)
 
 # %% ../nbs/08_pipeline.ipynb #4e6059d5
 def _say(progress, msg):
