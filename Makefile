@@ -34,7 +34,7 @@ test: $(VENV)/.installed-dev
 
 # the heavy `#| slow` cells as well
 test-slow: $(VENV)/.installed-dev
-	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing
+	STEMDEFECT_SLOW=1 $(BIN)/nbdev_test --n_workers 1 --flags slow --timing
 
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab nbs/
