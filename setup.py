@@ -33,6 +33,12 @@ def _reqs(key):
     return out
 
 
+def _extras():
+    "Every `NAME_requirements` key of settings.ini is the extra NAME: {'dev': [...], 'hyperspy': [...]}."
+    return {k[:-len('_requirements')]: _reqs(k) for k in cfg if k.endswith('_requirements')
+            and k not in ('pip_requirements', 'conda_requirements')}     # nbdev's own keys, not extras
+
+
 min_python = cfg['min_python']
 setuptools.setup(
     name=cfg['lib_name'],
@@ -53,7 +59,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=_reqs('requirements'),
-    extras_require={'dev': _reqs('dev_requirements')},
+    extras_require=_extras(),
     python_requires='>=' + min_python,
     zip_safe=False,
     entry_points={

@@ -742,6 +742,7 @@ def load_movie(path,             # the file: .dm3 .dm4 .ser .emi .emd .h5 .hdf5 
                normalize=True,   # divide by gain/64000 and min-max to [0, 1] (the seed); False keeps the file's values
                per_frame=False,  # min-max each frame on its own instead of the whole movie
                lazy=None,        # read frames on demand (None: when the float32 movie would exceed LAZY_ABOVE_BYTES)
+               reader=None,      # None: the reader of the extension (above); 'rsciio': rosettasciio's, any format it reads (pip install stemdefect_nb[hyperspy])
               ) -> Movie:
     "Read a STEM movie (or one image) into a `Movie`: float32 frames [T,H,W], pixel size in nm, frame time in s, PMT gain, tags."
     path = Path(path).expanduser()
@@ -749,21 +750,28 @@ def load_movie(path,             # the file: .dm3 .dm4 .ser .emi .emd .h5 .hdf5 
         hint = '' if path.parent.exists() else f' (the folder {path.parent} does not exist either)'
         raise FileNotFoundError(f'{path}: no such file{hint}. Check the path; relative paths start from {Path.cwd()}.')
     if path.is_dir(): raise ValueError(f'{path} is a folder; give the path of one file inside it.')
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ValueError(f'{path}: unknown file type {path.suffix!r}; load_movie reads {" ".join(sorted(_READERS))}. '
-                         'Convert the data (e.g. np.save a numpy array) or fix the extension if it is wrong.')
-    try: src = reader(path, dataset, lazy)
-    except (_Refused, FileNotFoundError): raise
+    if reader not in (None, 'rsciio'):
+        raise ValueError(f"reader must be None (by the file's extension) or 'rsciio' (rosettasciio); got {reader!r}.")
+    if reader == 'rsciio': read = _read_rsciio
+    else:
+        read = _READERS.get(path.suffix.lower())
+        if read is None:
+            raise ValueError(f'{path}: unknown file type {path.suffix!r}; load_movie reads {" ".join(sorted(_READERS))}. '
+                             "Convert the data (e.g. np.save a numpy array), fix the extension if it is wrong, or try reader='rsciio'.")
+    try: src = read(path, dataset, lazy)
+    except (_Refused, FileNotFoundError, ImportError): raise
     except Exception as e:
         raise ValueError(f'{path}: could not be read as a {path.suffix[1:].upper()} file ({type(e).__name__}: {e}). '
                          f'It may be truncated or damaged ({path.stat().st_size} bytes), or not really a {path.suffix} file.') from e
-    name = str(path)
-    if src.raw_dtype.kind not in 'biuf': raise ValueError(f'{path}: pixels of type {src.raw_dtype} are not real numbers.')
+    return _movie_from_source(src, str(path), normalize, per_frame)
+
+def _movie_from_source(src:_Source, name, normalize, per_frame) -> Movie:
+    "The `Movie` of what a reader found: gain from the tags, the seed's normalisation if asked, frames read on demand if `src.read`."
+    if src.raw_dtype.kind not in 'biuf': raise ValueError(f'{name}: pixels of type {src.raw_dtype} are not real numbers.')
     T, H, W = src.shape
     key, gain = find_gain(src.tags, prefer=src.gain_prefix)
     if gain is not None and not (math.isfinite(gain) and gain > 0):
-        warnings.warn(f'{path}: the gain tag {key} = {gain} is not a positive number; ignored (gain=None).')
+        warnings.warn(f'{name}: the gain tag {key} = {gain} is not a positive number; ignored (gain=None).')
         gain = None
     div = None if gain is None else gain / GAIN_FULL_SCALE
     meta = dict(src.info, px_nm_yx=src.px_nm_yx, gain_tag=key, normalization=None, tags=src.tags)
@@ -777,6 +785,77 @@ def load_movie(path,             # the file: .dm3 .dm4 .ser .emi .emd .h5 .hdf5 
         if floating: check_frames(frames, name)
         if normalize: meta['normalization'] = _normalize_inplace(frames, div, per_frame, name)
     return Movie(frames, _pick_px(*src.px_nm_yx, where=name), src.frame_s, gain, meta, name)
+
+# %% ../nbs/00_io.ipynb #a1c0e002
+def _need(module,   # the module to import, e.g. 'rsciio'
+          what,     # what needs it, for the message
+         ):
+    "`module`, imported; an ImportError naming the extra to install when it is missing."
+    import importlib
+    try: return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f'{what} needs {module.split(".")[0]}, an optional extra of stemdefect_nb: '
+                          'pip install "stemdefect_nb[hyperspy]" (hyperspy and rosettasciio).') from e
+
+def _axis(a, k, default=None):
+    "Entry `k` of an axis given as a dict (rosettasciio) or an object (a HyperSpy axis)."
+    return a.get(k, default) if isinstance(a, dict) else getattr(a, k, default)
+
+def _signal_source(data,        # numpy or dask array, an image [y, x] or frames first [T, y, x]
+                   axes,        # its axes in array order: dicts (rosettasciio) or HyperSpy axes, with scale, units, navigate
+                   where,       # what to call it in messages
+                   lazy,        # read frames on demand (None: by the size, as load_movie)
+                   tags=None,   # flat dict of tags (for the gain)
+                   info=None,   # notes for meta
+                  ) -> _Source:
+    "A `_Source` from an array with calibrated axes: the last two axes are y and x (nm), a first one the frames (s)."
+    shape = tuple(int(n) for n in data.shape)
+    units = [_axis(a, 'units') for a in axes]
+    _check_dims(shape, str(where), _note(units))
+    if len(axes) != len(shape): raise _Refused(f'{where}: {len(axes)} axes for data of shape {shape}.')
+    if any(bool(_axis(a, 'navigate', False)) for a in axes[-2:]):
+        raise _Refused(f'{where}: the last axes of shape {shape} are not the image{_note(units)}: a spectrum, a '
+                       'spectrum image or a line scan, not a movie (a movie is frames of images: a Signal2D).')
+    if len(shape) == 3: _not_energy(units[0], shape, where)
+    def cal(a, conv):
+        uniform = _axis(a, 'is_uniform', True) and _axis(a, 'scale') is not None
+        return conv(_axis(a, 'scale'), _axis(a, 'units')) if uniform else None
+    shape3 = _frames_first(shape)
+    dtype = np.dtype(data.dtype)
+    src = _Source(shape3, dtype, tags=dict(tags or {}), px_nm_yx=(cal(axes[-2], to_nm), cal(axes[-1], to_nm)),
+                  frame_s=cal(axes[0], to_s) if len(shape) == 3 else None,
+                  info=dict(info or {}, raw_shape=shape, raw_dtype=str(dtype),
+                            pixel_size_raw=[_axis(a, 'scale') for a in axes], pixel_unit_raw=units))
+    if dtype.kind == 'c': raise _Refused(f'{where}: complex pixels ({dtype}); pass np.abs(data).')
+    if _want_lazy(lazy, shape3):
+        a3 = data.reshape(shape3)
+        src.read = lambda i: np.asarray(a3[i])
+    else: src.data = np.asarray(data).reshape(shape3)        # a dask array is computed here
+    return src
+
+def _read_rsciio(path, dataset, lazy):
+    "Any format rosettasciio reads: the `file_reader` of each plugin for the extension, lazily (dask), until one reads it."
+    rsciio = _need('rsciio', "load_movie(reader='rsciio')")
+    import importlib
+    ext = path.suffix[1:].lower()
+    plugins = [p for p in rsciio.IO_PLUGINS if ext in [e.lower() for e in p['file_extensions']]]
+    if not plugins: raise _Refused(f'{path}: rosettasciio has no reader for {path.suffix!r} files.')
+    errors = []
+    for plug in plugins:
+        fr = importlib.import_module(plug['api']).file_reader
+        try:
+            try: sigs = fr(str(path), lazy=True)
+            except TypeError: sigs = fr(str(path))        # a reader without lazy
+            break
+        except Exception as e: errors.append(f"{plug['name']}: {type(e).__name__}: {e}")
+    else: raise ValueError('; '.join(errors))
+    if not (isinstance(dataset, (int, np.integer)) and 0 <= dataset < len(sigs)):
+        raise _Refused(f'{path}: rosettasciio ({plug["name"]}) finds {len(sigs)} dataset(s) of shapes '
+                       f'{[tuple(s["data"].shape) for s in sigs]}; dataset={dataset!r} is not an index among them.')
+    d = sigs[int(dataset)]
+    tags = _flatten(d.get('original_metadata') or {})
+    return _signal_source(d['data'], d['axes'], path, lazy, tags,
+                          info=dict(format=f'{plug["name"]} (rosettasciio)', dataset=int(dataset), reader='rsciio'))
 
 # %% ../nbs/00_io.ipynb #deb66df8
 def nice_scalebar_nm(field_nm,       # width of the field of view in nm

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # lesson order: a module may import only modules earlier in this list (synth uses only io)
 # (synth, lesson 09, uses only io: the earlier lessons' examples may use it; pipeline may not)
 ORDER = ['io', 'fft', 'labels', 'model', 'extract', 'cluster', 'trajectories', 'dynamics', 'pipeline', 'synth',
-         'scoring', 'cli']
+         'scoring', 'interop', 'cli']
 ALLOWED = {m: set(ORDER[:i]) for i, m in enumerate(ORDER)}
 ALLOWED['synth'] = {'io'}
 ALLOWED['pipeline'] = set(ORDER[:ORDER.index('pipeline')])
@@ -32,6 +32,22 @@ def test_setup_py_has_no_pkg_resources():
     names = {a.name for n in ast.walk(ast.parse(src)) if isinstance(n, (ast.Import, ast.ImportFrom))
              for a in n.names} | {n.module for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
     assert 'pkg_resources' not in names
+
+
+def test_extras_and_runtime_requirements():
+    "setup.py turns every NAME_requirements key into the extra NAME; what interop imports at the top is a requirement."
+    import runpy, setuptools
+    got = {}
+    real = setuptools.setup
+    try:
+        setuptools.setup = lambda **kw: got.update(kw)
+        runpy.run_path(str(ROOT/'setup.py'), run_name='not_main')
+    finally: setuptools.setup = real
+    ex = got['extras_require']
+    assert ex['hyperspy'] == cfg()['hyperspy_requirements'].split() and {r.split('>')[0] for r in ex['hyperspy']} == {'hyperspy', 'rosettasciio'}
+    assert {'trackpy', 'pandas', 'hyperspy', 'rosettasciio'} <= set(ex['dev'])
+    names = {re.split('[<>=;]', r)[0] for r in got['install_requires']}
+    assert {'pandas', 'fastcore'} <= names and 'hyperspy' not in names and 'trackpy' not in names
 
 
 def test_version_matches_settings():
@@ -69,7 +85,7 @@ def test_every_notebook_exports_its_module():
     want = {'00_io': 'io', '01_fft': 'fft', '02_labels': 'labels', '03_model': 'model', '04_extract': 'extract',
             '05_cluster': 'cluster', '06_trajectories': 'trajectories',
             '07_dynamics': 'dynamics', '08_pipeline': 'pipeline', '09_synth': 'synth',
-            '10_scoring': 'scoring', '12_cli': 'cli'}
+            '10_scoring': 'scoring', '11_interop': 'interop', '12_cli': 'cli'}
     for nb in sorted((ROOT/'nbs').glob('[0-9][0-9]_*.ipynb')):
         m = re.search(r'#\|\s*default_exp\s+(\w+)', nb.read_text())
         assert m, f'{nb.name} has no default_exp'
