@@ -10,7 +10,7 @@ from .io import Movie, as_frames
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'axis_positions', 'window_positions', 'sliding_windows', 'windows_at', 'one_hot', 'dihedral', 'augment',
-           'split_positions', 'normalize_frames', 'training_set']
+           'split_positions', 'normalize_frames', 'training_set', 'random_windows']
 
 # %% ../nbs/02_labels.ipynb #9d6f6f07
 def _check_window(n, window, step, axis='frame'):
@@ -238,3 +238,43 @@ def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
     if copies: _augment(X_tr[:n], Y_tr[:n], copies, noise, seed, out=(X_tr[n:], Y_tr[n:]))
     X_va, Y_va = cut(va, 0)
     return X_tr, Y_tr, X_va, Y_va
+
+# %% ../nbs/02_labels.ipynb #41edd581
+def random_windows(img,             # frame [H,W], frames [T,H,W] or a `Movie`
+                   label_map,       # class codes (or a boolean defect map), one per pixel of img
+                   epoch:int=0,     # which epoch's windows: each epoch (with the seed) draws its own
+                   window=128,      # window size, px
+                   step=64,         # the grid step whose window count `n` matches (with `augment`)
+                   augment=True,    # each window under a random one of the 8 square symmetries (False: as cut)
+                   seed=0,          # random seed (with `epoch`)
+                   n:int|None=None, # windows per epoch; None: as many as `training_set` gives (grid x (1 + augment))
+                   n_classes=2,     # number of classes in label_map
+                   normalize='std', # how each frame is scaled (`normalize_frames`)
+                  ) -> tuple:
+    "(X, Y) of one epoch: float32 windows [n,w,w,1] at seeded random places of the scaled frames, one-hot labels [n,w,w,n_classes]."
+    u = normalize_frames(as_frames(img, 'img'), normalize)
+    lab = np.asarray(label_map)
+    if lab.ndim == 2: lab = lab[None]
+    if lab.shape != u.shape:
+        raise ValueError(f'label_map has shape {np.shape(label_map)} but img has {u.shape[1:] if u.shape[0] == 1 else u.shape}: '
+                         'give one label per pixel of every frame (e.g. fft.defect_map of the same frames).')
+    lab = _check_labels(lab, n_classes)
+    T, H, W = u.shape
+    _check_window(H, window, step, 'frame height'); _check_window(W, window, step, 'frame width')
+    if not isinstance(augment, (bool, np.bool_)): raise ValueError(f'augment must be True or False here; got {augment!r}.')
+    if n is None: n = len(window_positions(u.shape, window, step)) * (1 + int(augment))
+    if not (isinstance(n, (int, np.integer)) and n >= 1): raise ValueError(f'n must be a whole number >= 1 (or None); got {n!r}.')
+    if not (isinstance(epoch, (int, np.integer)) and epoch >= 0): raise ValueError(f'epoch must be a whole number >= 0; got {epoch!r}.')
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    pos = np.column_stack([rng.integers(0, T, n), rng.integers(0, H - window + 1, n), rng.integers(0, W - window + 1, n)])
+    sym = rng.integers(0, 8, n) if augment else np.zeros(n, int)
+    X = windows_at(u, pos, window)[..., None].astype(np.float32, copy=False)
+    Y = np.empty((n, window, window, n_classes), np.float32)
+    sw_l = sliding_window_view(lab, (window, window), axis=(-2, -1))
+    for s in range(0, n, 32):                                       # 32 windows at a time: bounded temporaries
+        q = pos[s:s + 32]
+        _one_hot_into(sw_l[q[:, 0], q[:, 1], q[:, 2]], Y[s:s + len(q)])
+    for t in range(1, 8):                                           # one array operation per symmetry
+        i = np.flatnonzero(sym == t)
+        if len(i): X[i], Y[i] = dihedral(X[i], t), dihedral(Y[i], t)
+    return X, Y

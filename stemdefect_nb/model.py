@@ -215,8 +215,18 @@ def make_loss(loss='wce',         # 'ce', 'wce', 'focal', 'dice', 'wce+dice', or
     return losses[loss]()
 
 # %% ../nbs/03_model.ipynb #7949ac9c
-def train_model(X,                      # training windows [N,H,W,1] (float32, scaled like the frames)
-                Y,                      # their one-hot labels [N,H,W,C] (or a label map [N,H,W])
+def _epoch_batches(draw, X, Y, batch_size, n_classes):
+    "Batches of epoch 0's windows, then of `draw(1)`, `draw(2)`, ...: one epoch after the other, each in its own order."
+    epoch = 0
+    while True:
+        for s in range(0, len(X), batch_size): yield X[s:s + batch_size], Y[s:s + batch_size]
+        epoch += 1
+        X1, Y1 = _check_xy(*draw(epoch), f'the windows of epoch {epoch}', n_classes)
+        if X1.shape != X.shape: raise ValueError(f'epoch {epoch} drew windows {X1.shape}, epoch 0 {X.shape}: each epoch must draw as many, as large.')
+        X, Y = X1, Y1
+
+def train_model(X,                      # training windows [N,H,W,1] (float32, scaled like the frames), or a function epoch -> (X, Y) drawing each epoch's (lesson 02 `random_windows`)
+                Y=None,                 # their one-hot labels [N,H,W,C] (or a label map [N,H,W]); None when X draws them
                 X_val=None,             # validation windows (None or empty: no early stopping, the last epoch is kept)
                 Y_val=None,             # validation labels
                 epochs:int=30,          # passes over the windows (the cosine schedule spans them all)
@@ -239,7 +249,12 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
     t0 = time.perf_counter()
     if seed is not None: keras.utils.set_random_seed(int(seed))
     n_classes = None if model is None else int(model.output_shape[-1])
-    X, Y = _check_xy(X, Y, 'X', n_classes)
+    draw = X if callable(X) else None
+    if draw is not None:
+        if Y is not None: raise ValueError('X draws the windows and their labels (a function epoch -> (X, Y)); give Y=None.')
+        X, Y = draw(0)
+    elif Y is None: raise ValueError('give the labels Y of the windows X (or, as X, a function epoch -> (X, Y)).')
+    X, Y = _check_xy(X, Y, 'X' if draw is None else 'the windows of epoch 0', n_classes)
     n_classes = Y.shape[-1]
     val = None
     if (X_val is None) != (Y_val is None): raise ValueError('give both X_val and Y_val, or neither.')
@@ -254,7 +269,14 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
     # early stopping needs held-out windows; without them the cosine schedule's last epoch is the answer
     stop = [keras.callbacks.EarlyStopping(monitor=monitor, mode='max', patience=patience, restore_best_weights=True)] if val else []
     cbs = stop + ([TimeBudget(max_seconds)] if max_seconds else []) + list(callbacks)
-    hist = model.fit(X, Y, batch_size=batch_size, epochs=epochs, validation_data=val, shuffle=True, callbacks=cbs, verbose=verbose)
+    if draw is None:
+        hist = model.fit(X, Y, batch_size=batch_size, epochs=epochs, validation_data=val, shuffle=True, callbacks=cbs, verbose=verbose)
+    else:                                            # fresh windows each epoch, in the order drawn (they are random already)
+        if epochs > 1:                               # a draw that changes size would fail deep inside Keras: say it now
+            X1 = _check_xy(*draw(1), 'the windows of epoch 1', n_classes)[0]
+            if X1.shape != X.shape: raise ValueError(f'epoch 1 drew windows {X1.shape}, epoch 0 {X.shape}: each epoch must draw as many, as large.')
+        hist = model.fit(_epoch_batches(draw, X, Y, int(batch_size), n_classes), steps_per_epoch=-(-len(X) // int(batch_size)),
+                         epochs=epochs, validation_data=val, shuffle=False, callbacks=cbs, verbose=verbose)
     h = hist.history
     best = int(np.argmax(h[monitor])) if h.get(monitor) else None
     by_time = any(getattr(c, 'stopped', False) for c in cbs if isinstance(c, TimeBudget))
@@ -269,7 +291,8 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
                        loss_config=loss_fn.get_config() if hasattr(loss_fn, 'get_config') else None,
                        learning_rate=learning_rate, schedule=schedule, filters=[int(l.filters) for l in model.layers if l.name.startswith('enc')],
                        patience=patience, early_stopping=bool(stop), max_seconds=max_seconds, stopped_by_time=by_time,
-                       seed=seed, ema=ema, jit=bool(jit), n_train=len(X), n_val=0 if val is None else len(val[0]), window=list(X.shape[1:3]),
+                       seed=seed, ema=ema, jit=bool(jit), n_train=len(X),
+                       windows='fresh each epoch' if draw is not None else 'fixed', n_val=0 if val is None else len(val[0]), window=list(X.shape[1:3]),
                        seconds=round(time.perf_counter() - t0, 2), backend=keras.backend.backend(), keras=keras.__version__)
     return model, hist
 

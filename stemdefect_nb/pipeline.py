@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # TensorFlow's own log: errors only (read when TensorFlow loads)
 import inspect, json, sys, tempfile, time, warnings
+from functools import partial
 from dataclasses import dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +17,7 @@ from . import __version__
 from .io import Movie, as_frames, check_frames, load_movie, _write_atomic, RESULTS_FORMAT
 from .fft import (fft_subtract, auto_thresholds, training_labels, mean_frame, suggest_maskratio,
                                label_min_size, lattice_period, lattice_strength, LATTICE_MIN)
-from .labels import training_set
+from .labels import training_set, random_windows
 from .extract import Defects, extract_movie, MIN_BLOB_PX
 from .cluster import cluster_defects, Clusters
 from .trajectories import estimate_drift, link, split_tracks, tracks_of_class, WS2_A_NM
@@ -58,11 +59,15 @@ def _simple(v) -> bool:
 
 _NOT_RECORDED = ('progress', 'verbose')   # how a step shows itself, not what it computes
 
-def _call(record:dict, fn, *args, **kw):
-    "Call `fn(*args, **kw)`; record in `record[fn.__name__]` every simple argument it runs with, defaults included."
+def _record(record:dict, fn, *args, **kw):
+    "Record in `record[fn.__name__]` every simple argument `fn(*args, **kw)` would run with, defaults included."
     b = inspect.signature(fn).bind(*args, **kw)
     b.apply_defaults()
     record[fn.__name__] = _plain({k: v for k, v in b.arguments.items() if _simple(v) and k not in _NOT_RECORDED})
+
+def _call(record:dict, fn, *args, **kw):
+    "Call `fn(*args, **kw)`, recorded (`_record`)."
+    _record(record, fn, *args, **kw)
     return fn(*args, **kw)
 
 # %% ../nbs/08_pipeline.ipynb #a7e99d2b
@@ -288,6 +293,11 @@ def _check_params(p,             # analyze's parameters (resolved ones kept)
         for k in ('window', 'step'): _need_whole(p, k, 1, none=True)
         if not (_number(p['val_frac']) and 0 <= p['val_frac'] < 1):
             raise ValueError(f'val_frac must be a share from 0 up to (not including) 1; got {p["val_frac"]!r} (--val-frac).')
+        if p.get('sampling', 'grid') not in CHOICES['sampling']:
+            raise ValueError(f"sampling must be 'random' or 'grid'; got {p['sampling']!r} (--sampling).")
+        if p.get('sampling') == 'random' and p['val_frac'] > 0:
+            raise ValueError(f"val_frac = {p['val_frac']:g} needs fixed validation windows: give sampling='grid' (--sampling grid) "
+                             "with it, or val_frac=0 (the default).")
         _need_positive(p, 'max_seconds', none=True, why=': no limit')
         for k in ('px_nm', 'frame_s'): _need_positive(p, k, none=True, why=": the movie's")
         _need_positive(p, 'max_disp_nm'); _need_positive(p, 'label_k')
@@ -381,14 +391,23 @@ def _step_train(s, p, c, progress):
                       f'(now {p["label_k"]:g}, --label-k) or label another frame (--train-frame).')
         s['net'], s['model_bytes'] = None, None
         return
-    X, Y, Xv, Yv = _call(c, training_set, frame, s['label_map'], window=p['window'], step=p['step'], val_frac=p['val_frac'],
-                          seed=p['seed'])
+    sampling = p.setdefault('sampling', 'grid')                   # a results file from before `sampling`: grid windows
+    if sampling == 'random':                                       # fresh windows each epoch (lesson 02's random_windows)
+        draw = partial(random_windows, frame, s['label_map'], window=p['window'], step=p['step'], seed=p['seed'])
+        _record(c, random_windows, frame, s['label_map'], 0, window=p['window'], step=p['step'], seed=p['seed'])
+        c.pop('training_set', None)
+        X, Y, Xv, Yv = draw, None, None, None
+    else:
+        X, Y, Xv, Yv = _call(c, training_set, frame, s['label_map'], window=p['window'], step=p['step'], val_frac=p['val_frac'],
+                              seed=p['seed'])
+        c.pop('random_windows', None)
     net, hist = _call(c, m.train_model, X, Y, Xv, Yv, epochs=p['epochs'], max_seconds=p['max_seconds'], seed=p['seed'],
                       verbose=0, callbacks=[_epoch_bar(p['epochs'], progress)])
     s['training'].update(recipe=_plain(hist.recipe), history=_plain(hist.history), normalize='std')
     settings = dict(frames=list(range(p['train_frame'], p['train_frame'] + s['training']['label_frames'])),
                     maskratio=s['training']['label_maskratio'], low=s['training']['label_low'],
-                    high=s['training']['label_high'], window=p['window'], step=p['step'], normalize='std', recipe=hist.recipe)
+                    high=s['training']['label_high'], window=p['window'], step=p['step'], sampling=sampling, normalize='std',
+                    recipe=hist.recipe)
     s['net'], s['model_bytes'] = net, _model_bytes(net, settings)
     p['model'] = dict(path=None, trained=True)
 
@@ -480,7 +499,8 @@ class Step:
 PIPELINE = (
     Step('labels', _step_labels, ('train_frame', 'label_frames', 'maskratio', 'label_k', 'label_min_size'),
          ('mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds', 'defect_map', 'training_labels')),
-    Step('train', _step_train, ('window', 'step', 'val_frac', 'epochs', 'max_seconds', 'seed', 'model'), ('training_set', 'train_model')),
+    Step('train', _step_train, ('window', 'step', 'sampling', 'val_frac', 'epochs', 'max_seconds', 'seed', 'model'),
+         ('training_set', 'random_windows', 'train_model')),
     Step('predict', _step_predict, (), ('predict_movie',)),
     Step('extract', _step_extract, ('threshold', 'min_size', 'max_size', 'half', 'px_nm'), ('extract_movie',)),
     Step('drift', _step_drift, ('drift',), ('estimate_drift',)),
