@@ -14,7 +14,7 @@ Prints, from one run on this machine:
   window step, batch size, epochs, window size, windows centred on the labelled defects, weight
   averaging, XLA, one thread: seconds and F1, so that what the default keeps is measured, not assumed.
 
-  .venv/bin/python bench/bench_train.py [--isa avx2] [--frames 100] [--levers]
+  .venv/bin/python bench/bench_train.py [--isa avx2] [--frames 100] [--levers [--only NAME ...]]
 
 `--isa avx2` limits oneDNN to AVX2 (ONEDNN_MAX_CPU_ISA), the instruction set of most students'
 laptops, on a machine that has AVX-512. Exits 0.
@@ -161,6 +161,7 @@ def main(argv=None):
     ap.add_argument('--isa', default=None, help="limit oneDNN's instruction set, e.g. avx2 (ONEDNN_MAX_CPU_ISA)")
     ap.add_argument('--frames', type=int, default=100, help='frames of the example movie to score (default 100)')
     ap.add_argument('--levers', action='store_true', help='also train once per lever (a few minutes each)')
+    ap.add_argument('--only', action='append', default=None, help='with --levers: only the levers whose name contains this (repeatable)')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.isa: os.environ['ONEDNN_MAX_CPU_ISA'] = a.isa.upper()
@@ -192,6 +193,7 @@ def main(argv=None):
     print('\nlevers (one child process each, the same movie, labels and seed):')
     print(f'{"lever":<88s} {"windows":>8s} {"epochs":>6s} {"s":>7s} {"F1":>7s} {"prec.":>7s} {"V_S2":>6s}')
     for name, kw in LEVERS:
+        if a.only and not any(o in name for o in a.only): continue
         kw = dict(kw); env = {**os.environ, **kw.pop('_env', {})}
         p = subprocess.run([sys.executable, __file__, '--frames', str(a.frames), '--one', json.dumps(kw)]
                            + (['--isa', a.isa] if a.isa else []), capture_output=True, text=True, env=env)

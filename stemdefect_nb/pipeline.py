@@ -71,7 +71,7 @@ def _call(record:dict, fn, *args, **kw):
     return fn(*args, **kw)
 
 # %% ../nbs/08_pipeline.ipynb #a7e99d2b
-CHOICES = dict(drift=('frames', 'defects', 'none'))    # the parameters of `analyze` that take one of a few words
+CHOICES = dict(drift=('frames', 'defects', 'none'), sampling=('random', 'grid'))    # the parameters of `analyze` that take one of a few words
 
 TRACK_FIELDS = [('track', 'i8'), ('n', 'i8'), ('first', 'i8'), ('last', 'i8'), ('class', 'i8'),
                 ('D_nm2_s', 'f8'), ('se_nm2_s', 'f8')]
@@ -212,6 +212,7 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             label_min_size:int|str='auto', # FFT labels: blobs smaller than this many px are dropped; 'auto': from the lattice (lesson 01)
             window:int|None=None,        # training window in px; None: 128, or a quarter of a smaller frame (lesson 02)
             step:int|None=None,          # distance between training windows in px; None: window / 2 (lesson 02)
+            sampling:str='grid',         # training windows: 'grid' fixed every step px (lesson 02's training_set), 'random' drawn afresh each epoch (random_windows)
             val_frac:float=0.0,          # share of the training windows held out for validation; 0: all of the frame trains (lesson 03)
             epochs:int=30,               # passes over the training windows (lesson 03)
             max_seconds:float|None=None, # opt-in training guard in s (results then depend on the machine's speed); None: no limit (lesson 03)

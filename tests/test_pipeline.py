@@ -64,6 +64,7 @@ def test_analyze_fields_and_parameters(small):
     # every parameter: analyze's (resolved) and each lesson call's, defaults included
     p = r.params
     assert p['n_classes'] == 5 and p['train_frame'] == 0 and p['window'] == 64 and p['step'] == 32
+    assert p['sampling'] == 'grid' and p['calls']['training_set']['step'] == 32
     assert p['px_nm'] == movie.px_nm and p['frame_s'] == movie.frame_s and p['model'] == dict(path=None, trained=True)
     assert set(p['calls']) - {'neighbour_deficit'} == {'mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
                                'predict_movie', 'extract_movie', 'estimate_drift', 'cluster_defects', 'link',
@@ -87,6 +88,18 @@ def test_analyze_refuses_a_zero_pixel_size():
     # a movie without units is analysed in px and frames (tests/test_reliability.py, case 15); zero is refused
     a = np.random.default_rng(0).random((2, 64, 64), dtype=np.float32)
     with pytest.raises(ValueError, match='px_nm'): pl.analyze(a, px_nm=0, progress=False)
+
+
+def test_sampling_random_draws_fresh_windows_and_refuses_a_validation_strip(small):
+    movie = small[0]
+    with pytest.raises(ValueError, match="sampling='grid'"): pl.analyze(movie, sampling='random', val_frac=0.2, progress=False)
+    with pytest.raises(ValueError, match="sampling must be"): pl.analyze(movie, sampling='fresh', progress=False)
+    g = pl.analyze(movie, **{**SMALL, 'epochs': 2}, sampling='random')
+    assert 'random_windows' in g.params['calls'] and 'training_set' not in g.params['calls']
+    assert g.params['calls']['random_windows'] == dict(epoch=0, window=64, step=32, augment=True, seed=0, n=None, n_classes=2,
+                                                       normalize='std')
+    assert g.training['recipe']['windows'] == 'fresh each epoch' and small[2].training['recipe']['windows'] == 'fixed'
+    assert g.training['recipe']['n_train'] == small[2].training['recipe']['n_train']     # the same pixels per epoch
 
 
 def test_existing_model_replaces_training(small, tmp_path):
