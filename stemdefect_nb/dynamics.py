@@ -17,7 +17,7 @@ from .trajectories import Track, WS2_A_NM, _check_units, _is_points, _per_row, _
 
 # %% auto #0
 __all__ = ['MSD', 'msd', 'Diffusion', 'diffusion_coefficient', 'plot_msd', 'Transitions', 'transition_matrix', 'class_averages',
-           'plot_transitions', 'neighbour_deficit', 'moving_tracks', 'Switching', 'switching_hmm']
+           'plot_transitions', 'neighbour_deficit', 'moving_tracks', 'Switching', 'switching_hmm', 'plot_tracks']
 
 # %% ../nbs/07_dynamics.ipynb #1124839e
 @dataclass(repr=False)
@@ -592,3 +592,48 @@ def switching_hmm(tracks,          # list of `Track` (`split_tracks`); or a list
     eps = 1 / (1 + math.exp(-th[6]))
     return Switching(Q, Qse, ci, mu, sd, p_low, state, -nll(th), n_obs, n_steps, len(seqs), float(frame_s), '; '.join(msgs), eps)
 
+
+# %% ../nbs/07_dynamics.ipynb #33cfdc3c
+def plot_tracks(tracks,             # the tracks to draw (`Track`s, drift removed): e.g. those of >= min_track defects
+                track_class,        # {track id: class} (or a class per track, in order)
+                track_D,            # per track: D_nm2_s and se_nm2_s, fields or columns of a structured array with `track`
+                pooled=None,        # per class: structured array with class, n_tracks, D_nm2_s, se_nm2_s (lesson 08's Results.diffusion)
+                n_classes:int|None=None, # classes 1..n on the axis (None: the largest class seen)
+                frame=None,         # an image [H,W] to draw the tracks over (e.g. frame 0)
+                shape=None,         # (H, W) of the frames, px, when no frame is given
+                px_nm:float|None=None, # pixel size: axes in nm (None: px)
+                D_unit:str='nm²/s', # the unit of the D values, for the axis
+                title:str='tracks, drift removed',
+                figsize=(13, 5.5),
+               ):
+    "Tracks in the plane coloured by class (left) and the D of each track and class with error bars (right): the figure."
+    import matplotlib.pyplot as plt
+    from stemdefect_nb.trajectories import class_colours
+    tracks = list(tracks)
+    cls = dict(track_class) if isinstance(track_class, dict) else {t.id: int(k) for t, k in zip(tracks, track_class)}
+    K = int(n_classes or max([0] + list(cls.values())))
+    cols = class_colours(list(range(1, K + 1)))
+    px, unit = (px_nm, 'nm') if px_nm else (1.0, 'px')
+    fig, axs = plt.subplots(1, 2, figsize=figsize)
+    if frame is not None:
+        H, W = np.shape(frame)
+        axs[0].imshow(frame, cmap='gray', extent=(0, W * px, H * px, 0))
+    elif shape is not None:
+        H, W = shape; axs[0].set_xlim(0, W * px); axs[0].set_ylim(H * px, 0)
+    for t in tracks:
+        axs[0].plot(t.yx[:, 1] * px, t.yx[:, 0] * px, '-', color=cols.get(cls.get(t.id), '0.5'), lw=1.2)
+    axs[0].set_xlabel(f'x ({unit})'); axs[0].set_ylabel(f'y ({unit})'); axs[0].set_title(title)
+    tD = np.asarray(track_D)
+    for k in range(1, K + 1):
+        s = tD[np.isin(tD['track'], [i for i, c in cls.items() if c == k])]
+        x = k + np.linspace(-0.25, 0.25, len(s)) if len(s) > 1 else np.full(len(s), float(k))
+        axs[1].errorbar(x, s['D_nm2_s'], s['se_nm2_s'], fmt='o', ms=3, color=cols[k], alpha=0.6, lw=0.8)
+        if pooled is not None:
+            D = np.asarray(pooled)[np.asarray(pooled)['class'] == k]
+            if len(D) and D[0]['n_tracks']:
+                axs[1].errorbar([k + 0.38], [D[0]['D_nm2_s']], [D[0]['se_nm2_s']], fmt='D', ms=7, color='k', capsize=3)
+    axs[1].axhline(0, color='0.6', lw=0.8)
+    axs[1].set_xticks(range(1, K + 1)); axs[1].set_xticklabels([f'class {k}' for k in range(1, K + 1)])
+    axs[1].set_ylabel(f'D ({D_unit})'); axs[1].set_title('D of each track (dots) and of each class (black)')
+    fig.tight_layout()
+    return fig

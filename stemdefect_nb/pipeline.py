@@ -820,32 +820,12 @@ def _broom(r, plt):
     return ax.figure
 
 def _tracks(r, plt, movie):
-    from stemdefect_nb.trajectories import class_colours
-    K = len(r.class_averages)
-    cols = class_colours(list(range(1, K + 1)))
-    px, unit = (r.source['px_nm'], 'nm') if r.source.get('px_nm') else (1.0, 'px')   # no pixel size: drawn in px
-    D_unit = _unit_names(r.params)[0]
-    fig, axs = plt.subplots(1, 2, figsize=(13, 5.5))
-    H, W = r.source['shape'][1:]
-    if movie is not None: axs[0].imshow(as_frames(movie[0])[0], cmap='gray', extent=(0, W * px, H * px, 0))
-    else: axs[0].set_xlim(0, W * px); axs[0].set_ylim(H * px, 0)
+    from stemdefect_nb.dynamics import plot_tracks
     tt = r.track_table
-    cls = dict(zip(tt['track'].tolist(), tt['class'].tolist()))
-    for t in r.tracks(min_length=r.params['min_track']):
-        axs[0].plot(t.yx[:, 1] * px, t.yx[:, 0] * px, '-', color=cols[cls[t.id]], lw=1.2)
-    axs[0].set_xlabel(f'x ({unit})'); axs[0].set_ylabel(f'y ({unit})')
-    axs[0].set_title(f'tracks of >= {r.params["min_track"]} defects, drift removed (frame 0 behind)')
-    for k in range(1, K + 1):
-        s = tt[tt['class'] == k]
-        x = k + np.linspace(-0.25, 0.25, len(s)) if len(s) > 1 else np.full(len(s), float(k))
-        axs[1].errorbar(x, s['D_nm2_s'], s['se_nm2_s'], fmt='o', ms=3, color=cols[k], alpha=0.6, lw=0.8)
-        D = r.diffusion[r.diffusion['class'] == k][0]
-        if D['n_tracks']: axs[1].errorbar([k + 0.38], [D['D_nm2_s']], [D['se_nm2_s']], fmt='D', ms=7, color='k', capsize=3)
-    axs[1].axhline(0, color='0.6', lw=0.8)
-    axs[1].set_xticks(range(1, K + 1)); axs[1].set_xticklabels([f'class {k}' for k in range(1, K + 1)])
-    axs[1].set_ylabel(f'D ({D_unit})'); axs[1].set_title('D of each track (dots) and of each class (black)')
-    fig.tight_layout()
-    return fig
+    return plot_tracks(r.tracks(min_length=r.params['min_track']), dict(zip(tt['track'].tolist(), tt['class'].tolist())), tt,
+                       r.diffusion, n_classes=len(r.class_averages), frame=None if movie is None else as_frames(movie[0])[0],
+                       shape=tuple(r.source['shape'][1:]), px_nm=r.source.get('px_nm'), D_unit=_unit_names(r.params)[0],
+                       title=f'tracks of >= {r.params["min_track"]} defects, drift removed' + (' (frame 0 behind)' if movie is not None else ''))
 
 def _transitions(r, plt):
     from stemdefect_nb.dynamics import plot_transitions
