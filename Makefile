@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 DEMO_OUT ?= demo
 
-.PHONY: demo test lab bench readme sync clean-venv test-slow
+.PHONY: demo test lab bench readme sync clean-venv test-slow docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(VENV)/.installed-dev
 # the heavy `#| slow` cells as well
 test-slow: $(VENV)/.installed-dev
 	STEMDEFECT_SLOW=1 $(BIN)/nbdev_test --n_workers 1 --flags slow --timing
+
+# the course as static HTML pages with their figures: every lesson executed at full scale -> _docs/index.html
+docs: $(VENV)/.installed-dev
+	$(PY) tools/make_docs.py
 
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab nbs/

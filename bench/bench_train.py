@@ -69,12 +69,12 @@ def centred_windows(labels, window, seed=0):
     return np.clip(pos, 0, np.array(labels.shape) - window)
 
 
-def train_once(movie, labels, window=128, step=None, centred=False, sampling='random', **kw):
+def train_once(movie, labels, window=128, step=None, centred=False, sampling='grid', **kw):
     "The default recipe of `analyze` (or one lever changed): (net, history, epoch 0's windows)."
     import numpy as np
     from stemdefect_nb import labels as L, model as M
     frame = np.asarray(movie[0], np.float32)
-    if sampling == 'random' and not centred:                   # analyze's default: fresh windows every epoch
+    if sampling == 'random' and not centred:                   # a lever: fresh windows every epoch (analyze(sampling='random'))
         draw = lambda e: L.random_windows(frame, labels, e, window=window, step=step or window // 2, seed=kw.get('seed', 0))
         net, hist = M.train_model(draw, verbose=0, **kw)
         return net, hist, draw(0)[0]
@@ -130,17 +130,17 @@ def seed_recipe_seconds(n_windows=819, window=256, epochs=50, timed=64):
 LEVERS = [('the default', {}),
           ('seed 1', dict(seed=1)),
           ('seed 2', dict(seed=2)),
-          ('fixed windows (lesson 02 training_set, grid every 64 px + one augmented copy): the previous default', dict(sampling='grid')),
-          ('fixed windows, seed 1', dict(sampling='grid', seed=1)),
-          ('fixed windows, seed 2', dict(sampling='grid', seed=2)),
-          ('fixed windows every 32 px (338 windows), batch 8, 40 epochs: the recipe before that', dict(sampling='grid', step=32, batch_size=8, epochs=40)),
+          ('fresh windows every epoch (lesson 02 random_windows; analyze(sampling=\'random\'))', dict(sampling='random')),
+          ('fresh windows, seed 1', dict(sampling='random', seed=1)),
+          ('fresh windows, seed 2', dict(sampling='random', seed=2)),
+          ('step 32 (338 windows), batch 8, 40 epochs: the previous default', dict(step=32, batch_size=8, epochs=40)),
           ('step 32, batch 8, 20 epochs', dict(step=32, batch_size=8, epochs=20)),
           ('batch 8', dict(batch_size=8)),
           ('batch 2', dict(batch_size=2)),
           ('20 epochs', dict(epochs=20)),
           ('40 epochs', dict(epochs=40)),
           ('64-px windows, step 32', dict(window=64, step=32)),
-          ('fixed windows centred on the labelled defects + a grid', dict(centred=True)),
+          ('windows centred on the labelled defects + a grid', dict(centred=True)),
           ('weights averaged (EMA, momentum 0.99)', dict(ema=0.99)),
           ('XLA (jit_compile=True)', dict(jit=True)),
           ('one intra-op thread', dict(_env={'TF_NUM_INTRAOP_THREADS': '1'})),
@@ -179,7 +179,7 @@ def main(argv=None):
     r = hist.recipe
     n, w = len(X), X.shape[1]
     flops = 3 * fcn_flops(net, w, w) * n * r['epochs_run']
-    print(f'default     {n} windows of {w}x{w} (drawn afresh every epoch), batch {r["batch_size"]}, {r["epochs_run"]} epochs: '
+    print(f'default     {n} windows of {w}x{w}, batch {r["batch_size"]}, {r["epochs_run"]} epochs: '
           f'{total / r["epochs_run"]:.2f} s per epoch, {total:.1f} s in all')
     print(f'            {flops / total / 1e9:.1f} GFLOP/s training = {flops / total / 1e9 / peak:.0%} of the matmul peak '
           f'(goal >= 30%)')

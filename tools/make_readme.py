@@ -46,7 +46,7 @@ def render(nb, with_outputs):
     out = [HEADER]
     for n, c in enumerate(nb.cells):
         # links relative to nbs/ (how they work in Jupyter) become relative to the top level
-        if c.cell_type == 'markdown': out.append(c.source.strip('\n').replace('](../', '](') + '\n\n')
+        if c.cell_type == 'markdown': out.append(re.sub(r'\]\((?!https?:|/|\.\./|#)', '](nbs/', c.source.strip('\n')).replace('](../', '](') + '\n\n')   # links as the lessons' server sees them (root nbs/), from the top
         elif c.cell_type == 'code' and not _hidden(c.source) and _code(c.source):
             out.append('```python\n' + _code(c.source) + '\n```\n\n')
             parts = _outputs(c, n) if with_outputs else []
