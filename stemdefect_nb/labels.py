@@ -198,6 +198,17 @@ def normalize_frames(a,             # frames [T,H,W] (or one frame [H,W]), any r
     return (a - lo) / np.where(span > 0, span, 1)
 
 # %% ../nbs/02_labels.ipynb #9ba10135
+def _frames_and_labels(img, label_map, n_classes, normalize):
+    "The scaled frames [T,H,W] and their checked class codes [T,H,W], or an error that says what does not match."
+    u = normalize_frames(as_frames(img, 'img'), normalize)
+    lab = np.asarray(label_map)
+    if lab.ndim == 2: lab = lab[None]
+    if lab.shape != u.shape:
+        raise ValueError(f'label_map has shape {np.shape(label_map)} but img has {u.shape[1:] if u.shape[0] == 1 else u.shape}: '
+                         'give one label per pixel of every frame (e.g. fft.defect_map of the same frames).')
+    lab = _check_labels(lab, n_classes)
+    return u, lab
+
 def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
                  label_map,       # class codes (or a boolean defect map), one per pixel of img
                  window=128,      # window size, px (the seed: 256)
@@ -211,13 +222,7 @@ def training_set(img,             # frame [H,W], frames [T,H,W] or a `Movie`
                  normalize='std', # how each frame is scaled (`normalize_frames`): 'std' or 'minmax' (the seed)
                 ) -> tuple:
     "(X_train, Y_train, X_val, Y_val): float32 windows [N,w,w,1] of the scaled frames, one-hot labels [N,w,w,n_classes]."
-    u = normalize_frames(as_frames(img, 'img'), normalize)
-    lab = np.asarray(label_map)
-    if lab.ndim == 2: lab = lab[None]
-    if lab.shape != u.shape:
-        raise ValueError(f'label_map has shape {np.shape(label_map)} but img has {u.shape[1:] if u.shape[0] == 1 else u.shape}: '
-                         'give one label per pixel of every frame (e.g. fft.defect_map of the same frames).')
-    lab = _check_labels(lab, n_classes)
+    u, lab = _frames_and_labels(img, label_map, n_classes, normalize)
     if isinstance(augment, (bool, np.bool_)): copies = int(augment)
     elif isinstance(augment, (int, np.integer)) and augment >= 0: copies = int(augment)
     else: raise ValueError(f'augment must be True/False or a number of copies >= 0; got {augment!r}.')
@@ -252,13 +257,7 @@ def random_windows(img,             # frame [H,W], frames [T,H,W] or a `Movie`
                    normalize='std', # how each frame is scaled (`normalize_frames`)
                   ) -> tuple:
     "(X, Y) of one epoch: float32 windows [n,w,w,1] at seeded random places of the scaled frames, one-hot labels [n,w,w,n_classes]."
-    u = normalize_frames(as_frames(img, 'img'), normalize)
-    lab = np.asarray(label_map)
-    if lab.ndim == 2: lab = lab[None]
-    if lab.shape != u.shape:
-        raise ValueError(f'label_map has shape {np.shape(label_map)} but img has {u.shape[1:] if u.shape[0] == 1 else u.shape}: '
-                         'give one label per pixel of every frame (e.g. fft.defect_map of the same frames).')
-    lab = _check_labels(lab, n_classes)
+    u, lab = _frames_and_labels(img, label_map, n_classes, normalize)
     T, H, W = u.shape
     _check_window(H, window, step, 'frame height'); _check_window(W, window, step, 'frame width')
     if not isinstance(augment, (bool, np.bool_)): raise ValueError(f'augment must be True or False here; got {augment!r}.')
