@@ -4,8 +4,8 @@
     python tools/make_docs.py --small         # at test scale (IN_TEST=1, as nbdev_test runs them): minutes, not tens of minutes
     python tools/make_docs.py --only 01_fft   # some lessons only (the index still lists them all)
 
-Each lesson runs top to bottom in a fresh Jupyter kernel (nbclient, started in nbs/ as JupyterLab would),
-so its figures are the ones a student sees after Run All; the `#| slow` checks stay off (`RUN_SLOW`).
+Each lesson runs top to bottom in a fresh Python started in nbs/ (execnb's CaptureShell, what nbdev_test
+runs), so its figures are the ones a student sees after Run All; the `#| slow` checks stay off (`RUN_SLOW`).
 A cell that raises stops that lesson and the script exits 1, naming it. Figures are embedded in the page
 (base64), and images the markdown links (`images/...`) are copied next to the pages, so `_docs/` can be
 opened from disk or served as it is. Exits 0 when every page was written.
@@ -33,20 +33,29 @@ def title_and_summary(nb):
 
 
 def execute(path, small=False, timeout=600):
-    "The lesson run in a fresh kernel from nbs/ (IN_TEST=1 when small): (notebook with outputs, seconds)."
-    import nbformat
-    from nbclient import NotebookClient
-    nb = nbformat.read(path, as_version=4)
+    "The lesson run top to bottom in a fresh Python from nbs/ (IN_TEST=1 when small): (notebook with outputs, seconds)."
+    import nbformat, tempfile, subprocess
     env = dict(os.environ, IN_TEST='1') if small else {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
     env.pop('STEMDEFECT_SLOW', None)                         # the heavy checks stay off, as on a plain Run All
-    t = time.perf_counter()
-    old = dict(os.environ)
-    os.environ.clear(); os.environ.update(env)               # the kernel inherits this process's environment
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(Path(path).parent)}}).execute()
-    finally:
-        os.environ.clear(); os.environ.update(old)
-    return nb, time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as d:
+        done = Path(d) / 'executed.ipynb'
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, __file__, '--_one', str(path), str(done)], env=env, cwd=Path(path).parent,
+                           capture_output=True, text=True, timeout=timeout * 50)
+        sec = time.perf_counter() - t
+        if not done.exists():
+            raise RuntimeError((p.stderr.strip().splitlines() or ['no output'])[-1])
+        return nbformat.read(done, as_version=4), sec
+
+
+def _one(path, done):
+    "Child process: execnb's CaptureShell (what nbdev_test runs) executes the lesson; the notebook is written with its outputs."
+    from execnb.shell import CaptureShell
+    from execnb.nbio import read_nb, write_nb
+    nb = read_nb(path)
+    sh = CaptureShell(Path(path).parent)
+    sh.run_all(nb, exc_stop=False)                           # an error stays in its cell's outputs: the parent names it
+    write_nb(nb, done)
 
 
 def errors(nb) -> list:
@@ -90,7 +99,9 @@ def main(argv=None):
     ap.add_argument('--only', nargs='*', default=None, help='lesson names (e.g. 01_fft) to execute; default: all')
     ap.add_argument('--timeout', type=int, default=600, help='seconds a cell may take (default 600)')
     ap.add_argument('--nbs', default=str(NBS), help=argparse.SUPPRESS)      # the lessons' folder (tests use another)
+    ap.add_argument('--_one', nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a._one: return _one(*a._one)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     nbs = Path(a.nbs)
     all_ = lessons(nbs)
