@@ -29,7 +29,11 @@ def cpu_info() -> str:
 
 
 def peak_rss_mb() -> float:
-    "Peak resident memory of this process so far, MB (Linux: ru_maxrss is in kB)."
+    "Peak resident memory of this process so far, MB: VmHWM (Linux keeps ru_maxrss across exec, so a child would report its parent's)."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+    except OSError: pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -58,6 +62,11 @@ def train(path, size, epochs):
 
 
 # ------------------------------------------------------------------ one measurement, in its own process
+def _warm():
+    "On a worker: import the model lesson (Keras, TensorFlow)."
+    import importlib
+    importlib.import_module('stemdefect_nb.pipeline')._model_lesson()
+
 def measure(a) -> dict:
     import numpy as np
     from stemdefect_nb.io import load_movie
@@ -84,7 +93,7 @@ def measure(a) -> dict:
         from distributed import Client, LocalCluster
         cluster = LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=':0')
         client = Client(cluster)
-        client.run(lambda: __import__('stemdefect_nb.pipeline')._model_lesson())   # TensorFlow imported before the clock starts
+        client.run(_warm)                                  # TensorFlow imported on the workers before the clock starts
     try:
         chunk = a.chunk_frames if a.mode == 'stream' or a.workers else len(movie)
         t1 = time.perf_counter()
@@ -112,7 +121,9 @@ def main(argv=None):
     ap.add_argument('--frames', type=int, default=2000, help='frames of the big movie (default: %(default)s; 2 GB at 512x512)')
     ap.add_argument('--size', type=int, default=512, help='frame size, px (default: %(default)s)')
     ap.add_argument('--small-frames', type=int, default=100, help='frames of the in-memory and dask comparisons (default: %(default)s)')
-    ap.add_argument('--chunk-frames', default='None', help='chunk of the streaming runs (default: None, about 256 MB)')
+    ap.add_argument('--chunk-frames', default='None', help='chunk of the big movie (default: None, about 256 MB)')
+    ap.add_argument('--compare-chunk', type=int, default=10, help='chunk of the smaller movie streamed and on dask (default: %(default)s)')
+    ap.add_argument('--repeat', type=int, default=2, help='runs of each smaller-movie measurement; the fastest is shown (default: %(default)s)')
     ap.add_argument('--model', default=None, help='a .keras network (default: train one here, --epochs)')
     ap.add_argument('--epochs', type=int, default=3, help='epochs of that training (default: %(default)s)')
     ap.add_argument('--workers', type=int, nargs='*', default=[1, 2], help='LocalCluster sizes (default: 1 2; none: skip)')
@@ -141,23 +152,25 @@ def main(argv=None):
         px, fs = write_movie(small, n, a.size)
         print(f'movie: {a.frames} frames of {a.size}x{a.size} float32, {big.stat().st_size / 2**30:.2f} GiB on disk '
               f'(written in {time.perf_counter() - t:.0f} s); smaller movie: {n} frames')
-        common = ['--model', model, '--px-nm', px, '--frame-s', fs, '--chunk-frames', a.chunk_frames]
-        rows = [run_child(['--mode', 'stream', '--movie', big] + common),
-                run_child(['--mode', 'stream', '--movie', small] + common),
-                run_child(['--mode', 'memory', '--movie', small, '--n', n] + common),
-                run_child(['--mode', 'old', '--movie', small, '--n', n] + common)]
-        rows += [run_child(['--mode', 'stream', '--movie', small, '--nworkers', w] + common) for w in a.workers]
+        common = ['--model', model, '--px-nm', px, '--frame-s', fs]
+        def best(args): return min((run_child(args) for _ in range(max(1, a.repeat))), key=lambda r: r['s_per_frame'])
+        cmp = ['--chunk-frames', a.compare_chunk]
+        rows = [run_child(['--mode', 'stream', '--movie', big, '--chunk-frames', a.chunk_frames] + common),
+                best(['--mode', 'stream', '--movie', small] + cmp + common),
+                best(['--mode', 'memory', '--movie', small, '--n', n] + common),
+                best(['--mode', 'old', '--movie', small, '--n', n] + common)]
+        rows += [best(['--mode', 'stream', '--movie', small, '--nworkers', w] + cmp + common) for w in a.workers]
         print(f'\n{"run":38s} {"frames":>6s} {"defects":>8s} {"s/frame":>8s} {"frames/s":>9s} {"peak RSS MB":>12s}')
-        names = [f'streamed from NPY (chunk {rows[0]["chunk_frames"]})', f'streamed, smaller movie (chunk {rows[1]["chunk_frames"]})',
+        names = [f'streamed from NPY (chunk {rows[0]["chunk_frames"]})', f'streamed, smaller movie (chunk {a.compare_chunk})',
                  'in memory, smaller movie (one chunk)', 'before #18: whole probs, batches of 8'] + \
-                [f'LocalCluster {w} worker(s), smaller movie' for w in a.workers]
+                [f'LocalCluster {w} worker(s), chunk {a.compare_chunk}' for w in a.workers]
         for name, r in zip(names, rows):
             print(f'{name:38s} {r["frames"]:6d} {r["defects"]:8d} {r["s_per_frame"]:8.3f} {1 / r["s_per_frame"]:9.2f} {r["peak_rss_mb"]:12.0f}')
         s, m, o = rows[1]['s_per_frame'], rows[2]['s_per_frame'], rows[3]['s_per_frame']
         print(f'\nstreaming vs in memory (same smaller movie): {100 * (s / m - 1):+.1f}% per frame (goal: within 10%); '
               f'vs before #18: {100 * (s / o - 1):+.1f}%')
         print(f'peak resident memory, {a.frames}-frame movie streamed: {rows[0]["peak_rss_mb"]:.0f} MB (goal: < 1500 MB at 2000 x 512 x 512; '
-              'ru_maxrss of the analysing process; with dask only the client process is counted)')
+              'VmHWM of the analysing process; with dask only the client process is counted)')
         same = len({r['defects'] for r in rows[1:3] + rows[4:]}) == 1
         print(f'defects equal across the smaller-movie runs of the new path: {same}')
         if a.workers: print('frame drift (s): ' + ', '.join(f'{nm.split(",")[0]} {r["drift_s"]:.1f}' for nm, r in zip(names, rows) if 'drift_s' in r))
