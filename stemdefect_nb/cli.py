@@ -15,7 +15,7 @@ from .pipeline import (analyze, load_results, save_figures, FIGURES, FORMAT, CHO
 from .scoring import score, class_names
 
 # %% auto #0
-__all__ = ['DEMO_MARK', 'EXIT_CODES', 'docments', 'movie_info', 'run_demo', 'main']
+__all__ = ['DEMO_MARK', 'EXIT_CODES', 'docments', 'movie_info', 'run_demo', 'dask_client', 'main']
 
 # %% ../nbs/12_cli.ipynb #9bbb5ba1
 def docments(fn) -> dict:
@@ -96,7 +96,7 @@ def run_demo(out,                     # the folder for the results file and the 
     return res, score(res, truth), paths
 
 # %% ../nbs/12_cli.ipynb #6e262e23
-_CLI_SKIP = ('movie', 'model', 'progress')
+_CLI_SKIP = ('movie', 'model', 'progress', 'client')
 
 def _cli_type(default, annotation):
     ann = str(annotation)
@@ -140,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--model', metavar='FILE.keras', default=None, help=docments(analyze)['model'])
     r.add_argument('--dataset', type=_dataset, default=0, help=docments(load_movie)['dataset'] + ' (default: %(default)s)')
     r.add_argument('--quiet', action='store_true', help='no progress bars, only the summary')
+    r.add_argument('--dask', metavar='ADDRESS', default=None, help=docments(dask_client)['address'] + ' (default: run here)')
     _add_analyze_options(r.add_argument_group('analysis (the defaults are the lessons\')'))
     i = sub.add_parser('info', help='shape, pixel size, frame time and gain of a movie file', description=movie_info.__doc__)
     i.add_argument('movie', metavar='MOVIE', help=docments(movie_info)['path'])
@@ -158,6 +159,25 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/12_cli.ipynb #4f21edd6
+def dask_client(address,   # 'local:N': N worker processes on this machine (one thread each); else a dask scheduler's address, e.g. tcp://host:8786
+               ) -> tuple:
+    "(a dask.distributed Client, the LocalCluster it started or None) for `--dask`."
+    try: import distributed
+    except ImportError as e:
+        raise ImportError('--dask needs dask.distributed, an optional extra of stemdefect_nb: '
+                          'pip install "stemdefect_nb[dask]" (dask and distributed).') from e
+    address = str(address).strip()
+    if address.startswith('local'):
+        n = address[len('local:'):] if address.startswith('local:') else ('1' if address == 'local' else '')
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f'--dask local:N needs a whole number of workers N >= 1 (e.g. local:2); got {address!r}.')
+        cluster = distributed.LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=':0')
+        return distributed.Client(cluster), cluster
+    try: return distributed.Client(address, timeout='10s'), None
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ValueError(f'--dask {address}: no dask scheduler answers there ({type(e).__name__}: {e}). Start one '
+                         '(`dask scheduler`, then `dask worker ADDRESS`), or use --dask local:N.') from None
+
 def _cmd_info(a):
     print(movie_info(a.movie, a.dataset))
 
@@ -173,7 +193,11 @@ def _cmd_run(a):
         warnings.simplefilter('always')
         movie = load_movie(Path(a.movie).expanduser(), dataset=a.dataset)
     for w in caught: print(f'stemdefect: warning: {w.message}', file=sys.stderr)
-    res = analyze(movie, model=a.model, progress=not a.quiet, **kw)
+    client, cluster = dask_client(a.dask) if a.dask else (None, None)
+    try: res = analyze(movie, model=a.model, client=client, progress=not a.quiet, **kw)
+    finally:
+        if client is not None: client.close()
+        if cluster is not None: cluster.close()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')                   # the leftovers were reported above
         res.save(out, overwrite=a.overwrite)
@@ -195,7 +219,8 @@ def _cmd_demo(a):
 EXIT_CODES = ('exit codes: 0 done (also when no defect was found: the results are saved and the summary says so), '
               '2 bad input (the message says what to change; nothing was written), 1 another failure, 130 interrupted.')
 
-_USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError)
+_USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,
+                ImportError)   # ImportError: an optional extra is missing (the message names it)
 
 def main(argv=None,   # the arguments (None: sys.argv[1:])
         ) -> int:

@@ -11,7 +11,7 @@ from scipy.linalg import logm
 import scipy.ndimage as ndi
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
-from .io import as_frames
+from .io import Movie, as_frames
 from .fft import lattice_model, lattice_period
 from .trajectories import Track, WS2_A_NM, _check_units, _is_points, _per_row, _table, seed_diffusion, split_tracks
 
@@ -387,7 +387,7 @@ def neighbour_deficit(frames,          # a `Movie` or frames [T,H,W]
                       maskratio=10,    # what is not lattice for `fft.lattice_model` (lesson 01)
                      ) -> np.ndarray:
     "Contrast of the weakest of the three S2 columns around each defect's metal site, in noise sigma [N] (NaN: off the lattice)."
-    u = as_frames(frames, 'frames')
+    u = frames if isinstance(frames, Movie) else as_frames(frames, 'frames')   # a Movie: only the frames with defects are read
     f, yx, _, _ = _table(x)
     T, H, W = u.shape
     if len(f) and (f.min() < 0 or f.max() >= T):

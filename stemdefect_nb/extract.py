@@ -14,13 +14,13 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from .io import Movie, as_frames, _write_atomic
-from .fft import lattice_period
+from .io import Movie, as_frames, _write_atomic, frames_shape, iter_chunks, check_chunk_frames
+from .fft import lattice_period, _first
 
 # %% auto #0
 __all__ = ['MIN_BLOB_PX', 'WS2_HALF_COLUMN_NM', 'probs_from_points', 'Blobs', 'find_defects', 'Patches', 'extract_patches',
-           'Defects', 'blob_min_size', 'extract_movie', 'Scores', 'match_points', 'detection_scores', 'show_defects',
-           'moving_average', 'plot_counts', 'DefectExplorer', 'explore_defects']
+           'Defects', 'blob_min_size', 'extract_movie', 'extract_stream', 'Scores', 'match_points', 'detection_scores',
+           'show_defects', 'moving_average', 'plot_counts', 'DefectExplorer', 'explore_defects']
 
 # %% ../nbs/04_extract.ipynb #dc91356a
 def probs_from_points(shape,           # (T, H, W) of the movie, or (H, W) for one frame
@@ -241,7 +241,7 @@ def blob_min_size(frames,         # a `Movie`, frames [T,H,W] or one frame [H,W]
                   fraction=0.18,  # of the square of the lattice's fringe period: the fraction of lesson 01's `label_min_size`
                  ) -> int:
     "The smallest blob of a probability map worth keeping, px: `fraction` * period**2, at least 5 (15 at 0.03 nm/px); 5 without a lattice."
-    P = lattice_period(as_frames(frames)[:1])
+    P = lattice_period(as_frames(_first(frames))[:1])     # only the first frame is read
     return max(MIN_BLOB_PX, int(round(fraction * P * P))) if np.isfinite(P) else MIN_BLOB_PX
 
 def extract_movie(frames,           # a `Movie` or frames [T,H,W] (one frame [H,W] works too)
@@ -266,16 +266,74 @@ def extract_movie(frames,           # a `Movie` or frames [T,H,W] (one frame [H,
     _check_sizes(threshold, min_size, max_size)
     T, H, W = f.shape
     _check_half(half, (H, W))
-    out, dropped = [], np.zeros(T, np.int64)
-    for t in _progress(range(T), progress, T, 'extracting defects'):
-        b = _blobs(p[t], threshold, min_size, max_size)
-        pt = _patches(f[t], b.yx, half)
-        dropped[t] = pt.n_dropped
-        out.append((np.full(len(pt.patch), t, np.int64), b.yx[pt.kept], b.size[pt.kept], pt.patch))
+    with _bar(progress, T, 'extracting defects') as bar:
+        part = _extract_chunk(f, p, 0, threshold, min_size, max_size, half, tick=bar.update)
+    return _gather([part], (T, H, W), threshold, min_size, max_size, half, px_nm)
+
+def _bar(on, total, desc):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit='frame', disable=not on)
+
+def _extract_chunk(f, p, t0, threshold, min_size, max_size, half, tick=None) -> tuple:
+    "The defects of frames f [n,H,W] numbered from t0, with their probabilities p [n,H,W]: (frame, yx, size, patch, dropped [n])."
+    out, dropped = [], np.zeros(len(f), np.int64)
+    for k in range(len(f)):
+        b = _blobs(p[k], threshold, min_size, max_size)
+        pt = _patches(f[k], b.yx, half)
+        dropped[k] = pt.n_dropped
+        out.append((np.full(len(pt.patch), t0 + k, np.int64), b.yx[pt.kept], b.size[pt.kept], pt.patch))
+        if tick: tick(1)
     fr, yx, sz, pa = (np.concatenate(a) for a in zip(*out))
+    return fr, yx.reshape(-1, 2), sz, pa.reshape(-1, 2 * half, 2 * half), dropped
+
+def _gather(parts, shape, threshold, min_size, max_size, half, px_nm) -> Defects:
+    "One `Defects` of the chunks' parts, in frame order."
+    T, H, W = shape
+    fr, yx, sz, pa, dropped = (np.concatenate(a) for a in zip(*parts))
     params = dict(threshold=float(threshold), min_size=min_size, max_size=max_size, half=int(half),
                   shape=(H, W), px_nm=px_nm)
     return Defects(fr, yx.reshape(-1, 2), sz, pa.reshape(-1, 2 * half, 2 * half), T, dropped, params)
+
+# %% ../nbs/04_extract.ipynb #0a6c6383
+def _check_stream(frames, threshold, min_size, max_size, half) -> tuple:
+    "The movie's shape and pixel size, and min_size resolved ('auto': from its first frame), all checked before any chunk."
+    px_nm = frames.px_nm if isinstance(frames, Movie) else None
+    shape = frames_shape(frames)
+    if isinstance(min_size, str) and min_size == 'auto':
+        first = frames[0] if isinstance(frames, Movie) or len(getattr(frames, 'shape', ())) == 3 else frames
+        min_size = blob_min_size(as_frames(np.asarray(first)))
+    _check_sizes(threshold, min_size, max_size)
+    _check_half(half, shape[1:])
+    return shape, px_nm, min_size
+
+def extract_stream(frames,            # a `Movie` (lazy ones too), or frames [T,H,W]: numpy, memory-mapped, h5py or dask
+                   predict,           # predict(chunk float32 [n,H,W]) -> defect probability [n,H,W] (e.g. the network's, lesson 03)
+                   threshold=0.5,     # pixels with prob > threshold are defect pixels
+                   min_size='auto',   # keep blobs with min_size < size (px) ...; 'auto': `blob_min_size` of the first frame
+                   max_size=700,      # ... and size < max_size (px); None: no upper bound
+                   half=16,           # patches are 2*half x 2*half px
+                   chunk_frames=None, # frames per chunk (None: `io.auto_chunk_frames`, about 256 MB); the result does not depend on it
+                   progress=True,     # show a progress bar (it moves a chunk at a time)
+                  ) -> Defects:
+    "`extract_movie` of `predict`'s probabilities, made and dropped a chunk at a time: the movie is read once and never held whole."
+    if not callable(predict):
+        raise ValueError(f'predict must be a function of a chunk of frames [n,H,W] giving their defect probabilities [n,H,W] '
+                         f'(e.g. lambda f: predict_movie(net, f, progress=False)); got {type(predict).__name__}.')
+    shape, px_nm, min_size = _check_stream(frames, threshold, min_size, max_size, half)
+    n = check_chunk_frames(chunk_frames, shape)
+    parts = []
+    with _bar(progress, shape[0], 'defects (chunk by chunk)') as bar:
+        for t0, f in iter_chunks(frames, n):
+            p = np.asarray(predict(f))
+            if p.shape != f.shape:
+                raise ValueError(f'predict gave probabilities of shape {p.shape} for frames {t0}..{t0 + len(f) - 1} of shape {f.shape}: '
+                                 'it must give one probability map per frame, the size of the frame.')
+            if not np.isfinite(p).all():
+                raise ValueError(f'predict gave NaN or infinite probabilities for frames {t0}..{t0 + len(f) - 1}; check the network.')
+            parts.append(_extract_chunk(f, p, t0, threshold, min_size, max_size, half))
+            del p
+            bar.update(len(f))
+    return _gather(parts, shape, threshold, min_size, max_size, half, px_nm)
 
 # %% ../nbs/04_extract.ipynb #3a9b9511
 WS2_HALF_COLUMN_NM = 0.091   # half the projected W-S2 column distance in WS2: a/sqrt(3)/2 with a = 0.3153 nm

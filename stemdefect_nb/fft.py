@@ -129,9 +129,13 @@ def lattice_model(img,            # a frame [H,W], a movie [T,H,W] or a `Movie`
     return out[0] if single else out
 
 # %% ../nbs/01_fft.ipynb #2048b4c0
+def _first(img):
+    "The first frame of a movie, without reading the others (a lazy `Movie`, a memory-mapped array); one frame as it is."
+    return img[:1] if len(getattr(img, 'shape', np.shape(img))) == 3 else img
+
 def _strongest_spot(img):
     "The first frame's windowed amplitude spectrum F (background near zero frequency removed) and (iy, ix) of its largest value."
-    u = as_frames(img, 'img')[:1]
+    u = as_frames(_first(img), 'img')[:1]
     H, W = u.shape[-2:]
     S = min(H, W)
     F = np.abs(sfft.fft2((u - u.mean()) * np.outer(_hann(H), _hann(W))))[0]
@@ -472,7 +476,7 @@ def mean_frame(img,            # a `Movie` or frames [T,H,W]
                max_shift_px=2, # largest drift between the first and any other of the n frames, px
               ) -> np.ndarray:
     "The mean of n consecutive frames, each shifted onto the first (cross-correlation): the noise falls as 1/sqrt(n)."
-    u = as_frames(img, 'img')
+    u = img if isinstance(img, Movie) else as_frames(img, 'img')   # a Movie is read frame by frame: only the n frames
     T = len(u)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f'n must be a whole number of frames >= 1; got {n!r}.')

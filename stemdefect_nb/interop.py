@@ -15,7 +15,7 @@ from .fft import mean_frame, suggest_maskratio
 from .extract import Defects, _patches, _check_half
 from .trajectories import correct_drift
 from .pipeline import Results, analyze, resume, STEPS, TRACK_FIELDS, POOLED_FIELDS
-from .pipeline import _STEP_OF, _as_movie, _source_info
+from .pipeline import _STEP_OF, _HOW, _as_movie, _source_info
 
 # %% auto #0
 __all__ = ['defects_to_dataframe', 'defects_from_dataframe', 'results_to_dataframe', 'napari_tracks', 'movie_from_signal',
@@ -131,7 +131,7 @@ def analyze_defects(defects:Defects,      # the defects with their patches (e.g.
                    ) -> Results:
     "`analyze` from the drift step on, for defects found elsewhere: drift, clustering, linking, diffusion, transitions, switching."
     if not isinstance(defects, Defects): raise ValueError(f'defects must be a `Defects` (Defects.from_dataframe(table, movie)); got {type(defects).__name__}.')
-    known = [k for k in inspect.signature(analyze).parameters if k not in ('movie', 'progress')]
+    known = [k for k in inspect.signature(analyze).parameters if k != 'movie' and k not in _HOW]
     for k in kw:
         if k not in known: raise ValueError(f'{k!r} is not a parameter of analyze; they are: {", ".join(known)}.')
         if k not in ('seed', 'px_nm', 'frame_s') and _STEP_OF.get(k) not in _AFTER:
@@ -150,7 +150,7 @@ def analyze_defects(defects:Defects,      # the defects with their patches (e.g.
         raise ValueError(f'the defects were found at {px:.4g} nm/px but the movie has {m.px_nm:.4g} nm/px: give the movie they came from.')
     if m.px_nm and px != m.px_nm: defects = replace(defects, params=dict(defects.params, px_nm=m.px_nm))
     h = int(defects.params.get('half', defects.patch.shape[1] // 2))
-    p = {k: v.default for k, v in inspect.signature(analyze).parameters.items() if k not in ('movie', 'progress')}
+    p = {k: v.default for k, v in inspect.signature(analyze).parameters.items() if k != 'movie' and k not in _HOW}
     p.update(kw, px_nm=m.px_nm, frame_s=m.frame_s, half=h,
              model=dict(path=None, trained=False, given='defects given to interop.analyze_defects'))
     t0 = p['train_frame'] % T

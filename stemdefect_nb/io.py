@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['GAIN_FULL_SCALE', 'LAZY_ABOVE_BYTES', 'RESULTS_FORMAT', 'Movie', 'as_frames', 'check_frames', 'to_nm', 'to_s',
-           'save_dm', 'find_gain', 'normalize_movie', 'LazyFrames', 'load_movie', 'nice_scalebar_nm', 'show_frame']
+__all__ = ['GAIN_FULL_SCALE', 'LAZY_ABOVE_BYTES', 'CHUNK_BYTES', 'RESULTS_FORMAT', 'Movie', 'as_frames', 'check_frames', 'to_nm',
+           'to_s', 'save_dm', 'find_gain', 'normalize_movie', 'LazyFrames', 'array_frames', 'frames_shape',
+           'auto_chunk_frames', 'check_chunk_frames', 'iter_chunks', 'load_movie', 'nice_scalebar_nm', 'show_frame']
 
 # %% ../nbs/00_io.ipynb #a0063fe0
+def _is_dask(x) -> bool:
+    "Whether `x` is a dask array (without importing dask)."
+    return type(x).__module__.split('.')[0] == 'dask' and hasattr(x, 'compute') and hasattr(x, 'shape')
+
 @dataclass(repr=False, eq=False)
 class Movie:
     "A STEM movie: float32 frames [T,H,W] with pixel size (nm), frame time (s), gain and the file's tags."
@@ -25,6 +30,8 @@ class Movie:
     source: str|None = None     # where the frames came from
     def __post_init__(self):
         if self.meta is None: self.meta = {}
+        if isinstance(self.frames, np.memmap) or _is_dask(self.frames):   # frames that stay on disk (or on a cluster)
+            self.frames = array_frames(self.frames, self.source or 'frames')
         if not self.lazy:
             self.frames = as_frames(self.frames, 'Movie frames')
             if not np.isfinite(self.frames).all():            # kept (to be looked at), but said: the analysis refuses them
@@ -288,8 +295,9 @@ class LazyFrames:
                  norm=None,             # None (raw values) or dict(div, per_frame, lo, rng) from the streaming pass
                  index=None,            # the file frames this view shows (default: all)
                  name='frames',         # what to call it in messages
+                 array=None,            # the array-like the frames come from, when there is one (a dask array, a np.memmap)
                 ):
-        self._read, self.n_file = read, int(n_frames)
+        self._read, self.n_file, self.array = read, int(n_frames), array
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.raw_dtype, self.norm, self.name = np.dtype(raw_dtype), norm, name
         self.index = np.arange(self.n_file) if index is None else np.asarray(index, dtype=np.intp).reshape(-1)
@@ -298,7 +306,9 @@ class LazyFrames:
     def __len__(self): return len(self.index)
     def frame(self, i):
         "File frame `i` as float32 [H,W], normalised if asked."
-        a = np.array(self._read(int(i)), dtype=np.float32).reshape(self.frame_shape)
+        return self._finish(np.array(self._read(int(i)), dtype=np.float32).reshape(self.frame_shape), i)
+    def _finish(self, a, i):
+        "Frame `i` as read (float32 [H,W], changed in place): NaN/inf refused, normalised if asked."
         if self.raw_dtype.kind == 'f' and self.norm is None:   # normalised movies were checked by the streaming pass
             good = np.isfinite(a)
             if not good.all():
@@ -317,12 +327,16 @@ class LazyFrames:
             return out[rest] if isinstance(head, (int, np.integer)) else out[(slice(None),) + rest]
         if isinstance(idx, (int, np.integer)): return self.frame(self.index[idx])
         sel = self.index[idx]
+        if _is_dask(self.array) and len(sel) > 1 and np.all(np.diff(sel) == 1):   # one compute for the block, not one per frame
+            out = np.array(self.array[int(sel[0]):int(sel[-1]) + 1], dtype=np.float32).reshape((len(sel),) + self.frame_shape)
+            for k, i in enumerate(sel): self._finish(out[k], i)
+            return out
         out = np.empty((len(sel),) + self.frame_shape, np.float32)
         for k, i in enumerate(sel): out[k] = self.frame(i)
         return out
     def subset(self, idx):
         "A view of some of the frames, still read on demand."
-        return LazyFrames(self._read, self.n_file, self.frame_shape, self.raw_dtype, self.norm, self.index[idx], self.name)
+        return LazyFrames(self._read, self.n_file, self.frame_shape, self.raw_dtype, self.norm, self.index[idx], self.name, self.array)
     def __iter__(self): return (self.frame(i) for i in self.index)
     def __array__(self, dtype=None, copy=None):
         a = self[:]
@@ -352,6 +366,75 @@ def _lazy_norm(read, n, div, per_frame, floating, name):
     if per_frame: return dict(div=div, per_frame=True, lo=lo, rng=_safe_range(lo, hi - lo, True, name))
     lo_all = lo.min()
     return dict(div=div, per_frame=False, lo=lo_all, rng=_safe_range(lo_all, hi.max() - lo_all, False, name))
+
+# %% ../nbs/00_io.ipynb #43a52093
+CHUNK_BYTES = 256 * 2**20   # the default chunk: about this much of float32 frames and probabilities (`auto_chunk_frames`)
+
+def _mmap_reader(a):
+    "read(i) for a np.memmap [T,...]: a copy of frame i, whose pages the process then lets go (MADV_DONTNEED)."
+    import mmap
+    m = getattr(a, '_mmap', None)
+    private = getattr(a, 'mode', 'r') == 'c'           # copy-on-write: letting its pages go would lose what was written
+    if m is None or private or not hasattr(m, 'madvise') or not a.flags.c_contiguous or a.ndim < 2: return lambda i: np.array(a[i])
+    try: base = a.ctypes.data - np.frombuffer(m, np.uint8).ctypes.data   # where the array starts in the mapping
+    except (TypeError, ValueError): return lambda i: np.array(a[i])
+    fb = int(np.prod(a.shape[1:])) * a.itemsize
+    def read(i):
+        out = np.array(a[i])
+        s = base + int(i) % len(a) * fb
+        lo = s - s % mmap.PAGESIZE
+        try: m.madvise(mmap.MADV_DONTNEED, lo, min(s + fb, len(m)) - lo)   # clean file pages: read again from the page cache if needed
+        except (OSError, ValueError): pass
+        return out
+    return read
+
+def array_frames(a,              # frames [T,H,W] (or one frame [H,W]) not in memory: a dask array, a np.memmap, an h5py dataset
+                 name='frames',  # what to call them in messages
+                ) -> LazyFrames:
+    "`a` as `LazyFrames`: each frame read when asked for (float32, NaN/inf refused), never the whole array at once."
+    if isinstance(a, LazyFrames): return a
+    shape = tuple(int(s) for s in a.shape)
+    dt = np.dtype(a.dtype)
+    if dt.kind not in 'biuf': raise ValueError(f'{name} must hold real numbers; got dtype {dt}.')
+    if len(shape) == 2: return LazyFrames(lambda i: np.asarray(a[()] if not _is_dask(a) else a.compute()), 1, shape, dt, name=name, array=a[None])
+    if len(shape) != 3: raise ValueError(f'{name} must be frames [T,H,W] or one frame [H,W]; got an array with {len(shape)} dimensions {shape}.')
+    read = _mmap_reader(a) if isinstance(a, np.memmap) else (lambda i: np.asarray(a[int(i)]))
+    return LazyFrames(read, shape[0], shape[1:], dt, name=name, array=a)
+
+def frames_shape(x) -> tuple:
+    "(T, H, W) of a `Movie`, frames [T,H,W] or one frame [H,W] (as [1,H,W]), without reading them when they are not in memory."
+    s = tuple(x.shape) if hasattr(x, 'shape') and not isinstance(x, np.ndarray) else np.shape(x)
+    if len(s) == 2: return (1,) + tuple(s)
+    if len(s) != 3: return as_frames(x).shape               # raises the usual error
+    return tuple(int(v) for v in s)
+
+def auto_chunk_frames(shape,                    # (T, H, W) of the movie
+                      budget_bytes=CHUNK_BYTES, # about this much for a chunk's float32 frames and probabilities
+                     ) -> int:
+    "Frames per chunk: as many as fit `budget_bytes` (frames and probabilities, float32), at least 1, at most the movie."
+    T, H, W = shape
+    return int(max(1, min(T, budget_bytes // (8 * H * W))))
+
+def check_chunk_frames(chunk_frames,  # frames per chunk, or None
+                       shape,         # (T, H, W) of the movie
+                      ) -> int:
+    "`chunk_frames` checked (a whole number >= 1), None replaced by `auto_chunk_frames`; at most the movie's length."
+    if chunk_frames is None: return auto_chunk_frames(shape)
+    ok = not isinstance(chunk_frames, (bool, np.bool_)) and isinstance(chunk_frames, (int, np.integer, float, np.floating))
+    if not (ok and np.isfinite(chunk_frames) and chunk_frames == int(chunk_frames) and chunk_frames >= 1):
+        raise ValueError(f'chunk_frames must be a whole number of frames >= 1 (or None: about {CHUNK_BYTES // 2**20} MB a chunk); '
+                         f'got {chunk_frames!r} (--chunk-frames).')
+    return int(min(int(chunk_frames), max(1, shape[0])))
+
+def iter_chunks(frames,            # a `Movie` (lazy ones too), frames [T,H,W] (numpy, memmap, h5py, dask) or one frame [H,W]
+                chunk_frames=None, # frames per chunk; None: `auto_chunk_frames`
+               ):
+    "Consecutive chunks `(t0, float32 [n,H,W])` of the frames, each read when asked for (a lazy movie is read once, in order)."
+    src = frames.frames if isinstance(frames, Movie) else frames
+    shape = frames_shape(src)
+    if len(getattr(src, 'shape', np.shape(src))) == 2: src = as_frames(src)
+    n = check_chunk_frames(chunk_frames, shape)
+    for t0 in range(0, shape[0], n): yield t0, as_frames(src[t0:t0 + n])
 
 # %% ../nbs/00_io.ipynb #6f46dfe1
 class _Refused(ValueError):
@@ -702,7 +785,7 @@ def _array_source(a, path, fmt, dataset, lazy, px_nm=None, frame_s=None):
     a = a.reshape(shape3)
     src = _Source(shape3, a.dtype, px_nm_yx=(px_nm, px_nm), frame_s=frame_s,
                   info=dict(format=fmt, dataset=dataset, raw_shape=shape3, raw_dtype=str(a.dtype)))
-    if _want_lazy(lazy, shape3): src.read = a.__getitem__
+    if _want_lazy(lazy, shape3): src.read = _mmap_reader(a) if isinstance(a, np.memmap) else a.__getitem__
     else: src.data = a
     return src
 

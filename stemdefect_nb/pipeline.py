@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import h5py
 from . import __version__
-from .io import Movie, as_frames, check_frames, load_movie, _write_atomic, RESULTS_FORMAT
+from .io import (Movie, as_frames, check_frames, load_movie, _write_atomic, RESULTS_FORMAT, array_frames,
+                              check_chunk_frames, iter_chunks, _is_dask)
 from .fft import (fft_subtract, auto_thresholds, training_labels, mean_frame, suggest_maskratio,
                                label_min_size, lattice_period, lattice_strength, LATTICE_MIN)
 from .labels import training_set, random_windows
-from .extract import Defects, extract_movie, MIN_BLOB_PX
+from .extract import Defects, extract_movie, extract_stream, MIN_BLOB_PX, _check_stream, _extract_chunk, _gather
 from .cluster import cluster_defects, Clusters
-from .trajectories import estimate_drift, link, split_tracks, tracks_of_class, WS2_A_NM
+from .trajectories import (estimate_drift, link, split_tracks, tracks_of_class, WS2_A_NM, _max_step,
+                                        _check_frames_drift, _drift_start, _drift_chunk, _drift_end)
 from .dynamics import (diffusion_coefficient, transition_matrix, Transitions, moving_tracks,
                                     neighbour_deficit, switching_hmm, Switching)
 
@@ -57,10 +59,10 @@ def _simple(v) -> bool:
     if v is None or isinstance(v, (bool, int, float, str, np.generic)): return True
     return isinstance(v, (list, tuple)) and all(_simple(x) for x in v)
 
-_NOT_RECORDED = ('progress', 'verbose')   # how a step shows itself, not what it computes
+_NOT_RECORDED = ('progress', 'verbose', 'chunk_frames')   # how a step shows itself or reads the frames, not what it computes
 
 def _record(record:dict, fn, *args, **kw):
-    "Record in `record[fn.__name__]` every simple argument `fn(*args, **kw)` would run with, defaults included."
+    "Record in `record[fn.__name__]` every simple argument `fn(*args, **kw)` would run with, defaults included (without calling it)."
     b = inspect.signature(fn).bind(*args, **kw)
     b.apply_defaults()
     record[fn.__name__] = _plain({k: v for k, v in b.arguments.items() if _simple(v) and k not in _NOT_RECORDED})
@@ -158,7 +160,10 @@ def _versions() -> dict:
 def _as_movie(movie, px_nm, frame_s) -> Movie:
     "A `Movie` with the pixel size and frame time to use (a path is loaded with `io.load_movie`); NaN/inf pixels refused."
     if isinstance(movie, (str, os.PathLike)): movie = load_movie(movie)
-    if not isinstance(movie, Movie): movie = Movie(check_frames(movie, 'movie'))       # names the frames with NaN/inf
+    if not isinstance(movie, Movie):
+        if isinstance(movie, np.memmap) or _is_dask(movie) or type(movie).__module__.startswith('h5py'):
+            movie = Movie(array_frames(movie, 'movie'))                                 # read chunk by chunk, checked as read
+        else: movie = Movie(check_frames(movie, 'movie'))                               # names the frames with NaN/inf
     elif not movie.lazy: check_frames(movie.frames, 'movie')                           # (lazy frames are checked as read)
     px = movie.px_nm if px_nm is None else px_nm           # 0 is not "unknown": `_check_params` refused it already
     fs = movie.frame_s if frame_s is None else frame_s     # either may stay None: the results are then per px / per frame
@@ -226,11 +231,34 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             min_track:int=10,            # diffusion per track for tracks of at least this many defects
             max_lag:int=2,               # diffusion: fit the MSD at lags 1..max_lag frames (lesson 07)
             seed:int=0,                  # random seed of the training, the clustering and the error bars
+            chunk_frames:int|None=None,  # frames read, predicted and extracted at a time (None: about 256 MB); the results do not depend on it
+            client=None,                 # a dask.distributed Client: prediction, extraction and frame drift run on its workers (pip install "stemdefect_nb[dask]")
             progress:bool=True,          # progress bars and a line per step (on stderr)
            ) -> Results:
     "Labels -> training -> prediction -> extraction -> drift -> clustering -> linking -> diffusion -> transitions, with the lessons' defaults."
-    params = {k: v for k, v in locals().items() if k not in ('movie', 'progress')}
-    return _run(movie, params, {}, STEPS[0], progress)
+    params = {k: v for k, v in locals().items() if k != 'movie' and k not in _HOW}
+    return _run(movie, params, _scale_state(chunk_frames, client), STEPS[0], progress)
+
+_HOW = ('progress', 'chunk_frames', 'client')   # how `analyze` runs, not what it computes: not in `Results.params`
+
+def _dask_client(client):
+    "The dask.distributed Client to run on, checked; None: run here."
+    if client is None: return None
+    try: import distributed
+    except ImportError as e:
+        raise ImportError('client= (--dask) needs dask.distributed, an optional extra of stemdefect_nb: '
+                          'pip install "stemdefect_nb[dask]" (dask and distributed).') from e
+    if not isinstance(client, distributed.Client):
+        raise ValueError(f'client must be a dask.distributed Client, e.g. Client(LocalCluster(n_workers=2)) or '
+                         f'Client("tcp://scheduler:8786"); got {type(client).__name__}. None runs here.')
+    if client.status not in ('running', 'newly-created'):
+        raise ValueError(f'the dask client is {client.status}: connect a new one (Client(address)) or pass client=None.')
+    return client
+
+def _scale_state(chunk_frames, client) -> dict:
+    "How the frames are read and where the work runs, checked before any work: the start of the steps' state."
+    if chunk_frames is not None: check_chunk_frames(chunk_frames, (1, 1, 1))   # the number alone; the movie's length comes later
+    return dict(chunk_frames=chunk_frames, client=_dask_client(client))
 
 # %% ../nbs/08_pipeline.ipynb #c4ec0a11
 def _opt(k): return f'--{k.replace("_", "-")}'
@@ -412,14 +440,28 @@ def _step_train(s, p, c, progress):
     s['net'], s['model_bytes'] = net, _model_bytes(net, settings)
     p['model'] = dict(path=None, trained=True)
 
+_PROBS = np.zeros((0, 0, 0), np.float32)   # stands for the probabilities in extract_movie's record (made a chunk at a time, never whole)
+
 def _step_predict(s, p, c, progress):
-    if s['net'] is None: s['probs'] = np.broadcast_to(np.float32(0), s['movie'].shape); return   # no network (empty labels): nothing anywhere, no memory
-    s['probs'] = _call(c, _model_lesson().predict_movie, s['net'], s['movie'], normalize=s['training'].get('normalize', 'std'),
-                       progress=progress)
+    "How the network reads the frames; the probabilities are made, used and dropped a chunk at a time by the extract step."
+    if s['net'] is None: s['predict'] = None; return      # no network (empty labels): no defect anywhere
+    how = dict(batch_size=1, normalize=s['training'].get('normalize', 'std'))   # one frame per call: the same numbers for any chunk
+    _record(c, _model_lesson().predict_movie, s['net'], s['movie'], **how)
+    s['predict'] = how
 
 def _step_extract(s, p, c, progress):
-    s['defects'] = _call(c, extract_movie, s['movie'], s.pop('probs'), threshold=p['threshold'], min_size=p['min_size'],
-                         max_size=p['max_size'], half=p['half'], progress=progress)
+    kw = dict(threshold=p['threshold'], min_size=p['min_size'], max_size=p['max_size'], half=p['half'])
+    _record(c, extract_movie, s['movie'], _PROBS, progress=progress, **kw)
+    how, n = s.pop('predict', None), check_chunk_frames(s.get('chunk_frames'), s['movie'].shape)
+    if 'probs' in s:                      # a predict step that gave the whole movie's probabilities (tests replace it so)
+        s['defects'] = extract_movie(s['movie'], s.pop('probs'), progress=progress, **kw)
+    elif s.get('client') is not None:
+        s['defects'] = _extract_on_workers(s['client'], s['movie'], s['model_bytes'] if how else None, how, kw, n, progress)
+    elif how is None: s['defects'] = extract_stream(s['movie'], lambda f: np.zeros(f.shape, np.float32), chunk_frames=n, progress=progress, **kw)
+    else:
+        net, predict_movie = s['net'], _model_lesson().predict_movie
+        s['defects'] = extract_stream(s['movie'], lambda f: predict_movie(net, f, progress=False, **how), chunk_frames=n,
+                                      progress=progress, **kw)
 
 def _step_drift(s, p, c, progress):
     T = s['defects'].n_frames
@@ -427,7 +469,11 @@ def _step_drift(s, p, c, progress):
     elif p['drift'] == 'defects' and len(s['defects']) == 0:
         warnings.warn("no defect to follow: drift='defects' measured nothing (taken as none).")
         s['drift'] = np.zeros((T, 2))
-    else: s['drift'] = _call(c, estimate_drift, s['movie'] if p['drift'] == 'frames' else s['defects'])
+    elif p['drift'] == 'defects': s['drift'] = _call(c, estimate_drift, s['defects'])
+    elif s.get('client') is not None:
+        _record(c, estimate_drift, s['movie'])
+        s['drift'] = _drift_on_workers(s['client'], s['movie'], check_chunk_frames(s.get('chunk_frames'), s['movie'].shape), progress)
+    else: s['drift'] = _call(c, estimate_drift, s['movie'], chunk_frames=check_chunk_frames(s.get('chunk_frames'), s['movie'].shape))
 
 def _step_cluster(s, p, c, progress):
     d, K = s['defects'], int(p['n_classes'])
@@ -749,11 +795,13 @@ def resume(results:Results,   # an analysis, in memory or from `load_results`
            step:str='cluster', # the first step to run again: one of `STEPS`
            movie=None,         # the movie, for the steps that read frames (None: the file the results came from)
            progress:bool=True, # progress bars and a line per step
+           chunk_frames:int|None=None, # frames read at a time (as `analyze`'s; the results do not depend on it)
+           client=None,        # a dask.distributed Client to run the frame steps on (as `analyze`'s)
            **changes,          # new values of `analyze` parameters of this step or later ones
           ) -> Results:
     "New results: the steps before `step` kept from `results`, `step` and the later ones run again with `changes`."
     if step not in STEPS: raise ValueError(f'step must be one of {STEPS}; got {step!r}.')
-    known = [k for k in inspect.signature(analyze).parameters if k not in ('movie', 'progress')]
+    known = [k for k in inspect.signature(analyze).parameters if k != 'movie' and k not in _HOW]
     for k in changes:
         if k not in known: raise ValueError(f'{k!r} is not a parameter of analyze; they are: {", ".join(known)}.')
         if STEPS.index(_STEP_OF[k]) < STEPS.index(step):
@@ -767,7 +815,8 @@ def resume(results:Results,   # an analysis, in memory or from `load_results`
         if p['model'] is None:
             for k in ('window', 'step'): p[k] = changes.get(k)      # resolved again for the new training
     p.update(changes)
-    s = dict(source=results.source, label_map=results.label_map, model_bytes=results.model_bytes, training=results.training,
+    s = dict(_scale_state(chunk_frames, client),
+             source=results.source, label_map=results.label_map, model_bytes=results.model_bytes, training=results.training,
              defects=results.defects, classes=results.classes, class_averages=results.class_averages, drift=results.drift,
              track=results.track, track_table=results.track_table, diffusion=results.diffusion, transitions=results.transitions,
              switching=results.switching)
@@ -797,6 +846,82 @@ def _check_same_movie(movie:Movie, source:dict):
     if px and was and not same_file and not np.isclose(px, was, rtol=1e-3):
         raise ValueError(f'the movie given has {px:.4g} nm/px, but these results came from {was:.4g} nm/px ({came}): give the '
                          'movie they came from, or analyze the new one.')
+
+# %% ../nbs/08_pipeline.ipynb #53862c5b
+import threading
+_NETS, _NETS_LOCK = {}, threading.Lock()
+
+def _net_of(model_bytes:bytes):
+    "The network of these '.keras' bytes, loaded once per process (a worker keeps it between chunks)."
+    import hashlib
+    key = hashlib.sha256(model_bytes).hexdigest()
+    with _NETS_LOCK:
+        if key not in _NETS:
+            with tempfile.TemporaryDirectory() as tmp:
+                f = Path(tmp) / 'model.keras'
+                f.write_bytes(model_bytes)
+                _NETS[key] = _model_lesson().load_model(f)[0]
+        return _NETS[key]
+
+def _chunk_defects(frames, t0, model_bytes, how, kw):
+    "On a worker: the defects of one chunk of frames (numbered from t0); its probabilities are made, used and dropped there."
+    f = as_frames(frames, f'movie frames {t0}..{t0 + len(frames) - 1}', check=True)
+    if model_bytes is None: p = np.zeros(f.shape, np.float32)
+    else: p = _model_lesson().predict_movie(_net_of(model_bytes), f, progress=False, **how)
+    return _extract_chunk(f, p, t0, **kw)
+
+def _chunk_sources(client, movie:Movie, n:int):
+    "(t0, frames or their future, n frames) per chunk: a dask array's chunks computed on the workers, other frames read here and sent."
+    lf = movie.frames
+    arr = getattr(lf, 'array', None)
+    if _is_dask(arr) and lf.norm is None:
+        for t0 in range(0, len(movie), n):
+            sel = lf.index[t0:t0 + n]
+            part = arr[int(sel[0]):int(sel[-1]) + 1] if len(sel) == 1 or np.all(np.diff(sel) == 1) else arr[sel]
+            yield t0, client.compute(part), len(sel)
+    else:
+        for t0, f in iter_chunks(movie, n): yield t0, client.scatter(f), len(f)
+
+def _in_flight(client) -> int:
+    "Chunks sent ahead of the results: two per worker (at least two)."
+    return max(2, 2 * len(client.scheduler_info().get('workers', {})))
+
+def _extract_on_workers(client, movie:Movie, model_bytes, how, kw, n, progress) -> Defects:
+    "`extract_stream` with each chunk's prediction and extraction on a dask worker; the same `Defects`."
+    from distributed import wait
+    from stemdefect_nb.pipeline import _chunk_defects as task   # the package's: workers import it (not one pickled from a notebook)
+    shape, px_nm, min_size = _check_stream(movie, **kw)
+    kw = dict(kw, min_size=min_size)
+    model = client.scatter(model_bytes, broadcast=True) if model_bytes is not None else None
+    out, pending, window = {}, {}, _in_flight(client)
+    try:
+        with _bar(progress, shape[0], 'defects (chunks on dask workers)') as bar:
+            def settle():
+                for fut in wait(list(pending), return_when='FIRST_COMPLETED').done:
+                    k, m = pending.pop(fut)
+                    out[k] = fut.result(); bar.update(m)
+            for k, (t0, src, m) in enumerate(_chunk_sources(client, movie, n)):
+                pending[client.submit(task, src, t0, model, how, kw, pure=False)] = (k, m)
+                while len(pending) >= window: settle()
+            while pending: settle()
+    finally:
+        if pending: client.cancel(list(pending))
+    return _gather([out[k] for k in range(len(out))], shape, kw['threshold'], min_size, kw['max_size'], kw['half'], px_nm)
+
+def _drift_on_workers(client, movie:Movie, n:int, progress) -> np.ndarray:
+    "`estimate_drift` of the frames (its defaults), chunk after chunk as a chain of tasks on the dask workers."
+    from distributed import wait
+    max_step = float(_max_step(movie, None, None, WS2_A_NM))
+    upsample = int(inspect.signature(estimate_drift).parameters['upsample'].default)
+    _check_frames_drift(movie.shape, max_step, upsample)
+    st, window = None, _in_flight(client)
+    with _bar(progress, len(movie), 'drift (chunks on dask workers)') as bar:
+        for k, (t0, src, m) in enumerate(_chunk_sources(client, movie, n)):
+            st = (client.submit(_drift_start, src, max_step, upsample, pure=False) if st is None else
+                  client.submit(_drift_chunk, st, src, t0, pure=False))
+            if k % window == window - 1: wait([st])                    # no more than a few chunks sent ahead
+            bar.update(m)
+        return _drift_end(st.result())                                 # its warnings are raised here
 
 # %% ../nbs/08_pipeline.ipynb #f045f6a7
 FIGURES = ('class_gallery', 'counts', 'broom', 'tracks', 'transitions')

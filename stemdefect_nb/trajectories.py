@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 from scipy.optimize import linear_sum_assignment
-from .io import as_frames
+from .io import as_frames, frames_shape, iter_chunks
 from .extract import Defects, match_points
 
 # %% auto #0
@@ -335,28 +335,63 @@ def _corr_at(R, cy, cx, sy, sx):
     ex = np.exp(2j * np.pi * np.outer(kx, cx + sx)).astype(np.complex64)
     return (ey @ R @ ex).real
 
-def _drift_from_frames(f, max_step, upsample):
-    T, H, W = f.shape
+def _spec(a, win): return sfft.fft2((a - a.mean()) * win, workers=-1)
+
+def _drift_state(f0, max_step, upsample) -> dict:
+    "What the drift of the next frames needs: frame 0's spectrum (the reference), the search grids, the drift so far."
+    H, W = f0.shape
     win = np.outer(np.hanning(H), np.hanning(W)).astype(np.float32)
     band = _bandpass((H, W), 1.25 * max_step, 1.0)
-    def spec(a): return sfft.fft2((a - a.mean()) * win, workers=-1)
-    ref = np.conj(spec(f[0])) * band
-    d = np.zeros((T, 2))
-    n = int(math.ceil(max_step)); g = np.arange(-n, n + 1, dtype=float)
-    fine = np.arange(-upsample, upsample + 1) / upsample
-    at_edge = []
-    for t in range(1, T):
-        R = (spec(f[t]) * ref).astype(np.complex64)
+    n = int(math.ceil(max_step))
+    return dict(win=win, ref=np.conj(_spec(f0, win)) * band, max_step=max_step, g=np.arange(-n, n + 1, dtype=float),
+                fine=np.arange(-upsample, upsample + 1) / upsample, d=[np.zeros(2)], at_edge=[])
+
+def _drift_chunk(st, f, t0) -> dict:
+    "The state after frames f [n,H,W], numbered from t0 (the next frame after those of `st`): a new state, `st` unchanged."
+    st = dict(st, d=list(st['d']), at_edge=list(st['at_edge']))
+    d, g, fine, max_step = st['d'], st['g'], st['fine'], st['max_step']
+    if t0 != len(d) - (t0 == 0): raise ValueError(f'the drift chunks must come in order: frame {t0} after {len(d) - 1}.')
+    for k in range(1 if t0 == 0 else 0, len(f)):
+        t = t0 + k
+        R = (_spec(f[k], st['win']) * st['ref']).astype(np.complex64)
         pred = d[t - 1] + (d[t - 1] - d[t - 2] if t > 1 else 0)
         c = np.round(pred)
         C = _corr_at(R, c[0], c[1], g, g)
         dist2 = (c[0] + g - pred[0])[:, None]**2 + (c[1] + g - pred[1])[None, :]**2
         i, j = np.unravel_index(np.argmax(np.where(dist2 <= max_step**2, C, -np.inf)), C.shape)
-        if dist2[i, j] > (max_step - 1)**2: at_edge.append(t)
+        if dist2[i, j] > (max_step - 1)**2: st['at_edge'].append(t)
         p = c + (g[i], g[j])
         C = _corr_at(R, p[0], p[1], fine, fine)
         i, j = np.unravel_index(np.argmax(C), C.shape)
-        d[t] = p + (fine[i], fine[j])
+        d.append(p + (fine[i], fine[j]))
+    return st
+
+def _drift_start(f, max_step, upsample) -> dict:
+    "The state after the first chunk f [n,H,W] (frame 0 first)."
+    return _drift_chunk(_drift_state(f[0], max_step, upsample), f, 0)
+
+def _max_step(source, max_step_px, px_nm, lattice_nm) -> float:
+    "`estimate_drift`'s search radius, px: as given, else 0.45 lattice constants at the source's pixel size (4 px without one)."
+    if px_nm is None:
+        px_nm = source.params.get('px_nm') if isinstance(source, Defects) else getattr(source, 'px_nm', None)
+    return 0.45 * lattice_nm / px_nm if max_step_px is None and px_nm else 4.0 if max_step_px is None else max_step_px
+
+def _check_frames_drift(shape, max_step_px, upsample):
+    "Refuse frames too small for the search radius, or no sub-pixel steps."
+    if int(upsample) < 1: raise ValueError(f'upsample must be >= 1; got {upsample}.')
+    if min(shape[1:]) < 4 * max_step_px:
+        raise ValueError(f'frames of {shape[1]}x{shape[2]} px are too small for max_step_px={max_step_px:.3g}.')
+
+def _drift_from_frames(chunks, max_step, upsample):
+    "The drift of frames given as chunks (t0, [n,H,W]) in order, or as one array [T,H,W]."
+    if isinstance(chunks, np.ndarray): chunks = [(0, chunks)]
+    st = None
+    for t0, f in chunks: st = _drift_start(f, max_step, upsample) if st is None else _drift_chunk(st, f, t0)
+    return _drift_end(st)
+
+def _drift_end(st) -> np.ndarray:
+    "The drift [T,2] of a finished state (and the warning of peaks at the edge of the search)."
+    d, at_edge, max_step = np.array(st['d'], dtype=float).reshape(-1, 2), st['at_edge'], st['max_step']
     if at_edge:
         warnings.warn(f'estimate_drift: in frame(s) {at_edge[:10]}{" ..." if len(at_edge) > 10 else ""} the correlation '
                       f'peak lies at the edge of the search window (max_step_px={max_step:.3g}): the drift may change '
@@ -417,12 +452,11 @@ def estimate_drift(source,             # a `Movie` or frames [T,H,W]; or a `Defe
                    max_lag=10,         # defects: pair frames up to this far apart
                    fit=None,           # None: as measured; 'linear': the best straight line d = v t through 0
                    n_frames=None,      # defects given as (frame, yx): frames in the movie; None: last frame + 1
+                   chunk_frames=None,  # frames: read this many at a time (None: about 256 MB; `io.iter_chunks`); the drift does not depend on it
                   ) -> np.ndarray:
     "The sample drift of each frame relative to frame 0: float [T,2] (dy, dx) in px, drift[0] = (0, 0)."
     points = _is_points(source)
-    if px_nm is None:
-        px_nm = source.params.get('px_nm') if isinstance(source, Defects) else getattr(source, 'px_nm', None)
-    if max_step_px is None: max_step_px = 0.45 * lattice_nm / px_nm if px_nm else 4.0
+    max_step_px = _max_step(source, max_step_px, px_nm, lattice_nm)
     if not (np.isfinite(max_step_px) and max_step_px >= 1):
         raise ValueError(f'max_step_px must be a number of px >= 1; got {max_step_px}.')
     if fit not in (None, 'linear'): raise ValueError(f"fit must be None or 'linear'; got {fit!r}.")
@@ -433,11 +467,8 @@ def estimate_drift(source,             # a `Movie` or frames [T,H,W]; or a `Defe
         if int(max_lag) < 1: raise ValueError(f'max_lag must be >= 1; got {max_lag}.')
         d = _drift_from_points(f, yx, T, float(max_step_px), int(max_lag))
     else:
-        fr = as_frames(source, 'source')
-        if int(upsample) < 1: raise ValueError(f'upsample must be >= 1; got {upsample}.')
-        if min(fr.shape[1:]) < 4 * max_step_px:
-            raise ValueError(f'frames of {fr.shape[1]}x{fr.shape[2]} px are too small for max_step_px={max_step_px:.3g}.')
-        d = _drift_from_frames(fr, float(max_step_px), int(upsample))
+        _check_frames_drift(frames_shape(source), max_step_px, upsample)
+        d = _drift_from_frames(iter_chunks(source, chunk_frames), float(max_step_px), int(upsample))   # frame 0 kept as its spectrum
     if fit == 'linear' and len(d) > 1:
         t = np.arange(len(d), dtype=float)
         d = t[:, None] * ((t[:, None] * d).sum(0) / (t * t).sum())[None]
