@@ -880,7 +880,8 @@ def _chunk_sources(client, movie:Movie, n:int):
             part = arr[int(sel[0]):int(sel[-1]) + 1] if len(sel) == 1 or np.all(np.diff(sel) == 1) else arr[sel]
             yield t0, client.compute(part), len(sel)
     else:
-        for t0, f in iter_chunks(movie, n): yield t0, client.scatter(f), len(f)
+        for t0, f in iter_chunks(movie, n): yield t0, client.scatter(f, hash=False), len(f)   # a new key each time: the
+        # same chunk scattered again by the next pass under its content hash races with the release of the first ('lost dependencies')
 
 def _in_flight(client) -> int:
     "Chunks sent ahead of the results: two per worker (at least two)."
@@ -898,10 +899,11 @@ def _extract_on_workers(client, movie:Movie, model_bytes, how, kw, n, progress) 
         with _bar(progress, shape[0], 'defects (chunks on dask workers)') as bar:
             def settle():
                 for fut in wait(list(pending), return_when='FIRST_COMPLETED').done:
-                    k, m = pending.pop(fut)
+                    k, m, _src = pending.pop(fut)                # the chunk's future is let go only now
                     out[k] = fut.result(); bar.update(m)
             for k, (t0, src, m) in enumerate(_chunk_sources(client, movie, n)):
-                pending[client.submit(task, src, t0, model, how, kw, pure=False)] = (k, m)
+                pending[client.submit(task, src, t0, model, how, kw, pure=False)] = (k, m, src)   # src held: a scattered
+                # chunk whose future is dropped before its task has run can be forgotten by the scheduler ('lost dependencies')
                 while len(pending) >= window: settle()
             while pending: settle()
     finally:
@@ -914,12 +916,14 @@ def _drift_on_workers(client, movie:Movie, n:int, progress) -> np.ndarray:
     max_step = float(_max_step(movie, None, None, WS2_A_NM))
     upsample = int(inspect.signature(estimate_drift).parameters['upsample'].default)
     _check_frames_drift(movie.shape, max_step, upsample)
-    st, window = None, _in_flight(client)
+    st, window, held = None, _in_flight(client), []
     with _bar(progress, len(movie), 'drift (chunks on dask workers)') as bar:
         for k, (t0, src, m) in enumerate(_chunk_sources(client, movie, n)):
             st = (client.submit(_drift_start, src, max_step, upsample, pure=False) if st is None else
                   client.submit(_drift_chunk, st, src, t0, pure=False))
-            if k % window == window - 1: wait([st])                    # no more than a few chunks sent ahead
+            held += [src, st]                                          # every future of the chain held until it has run:
+            if k % window == window - 1:                               # a dropped one can be forgotten ('lost dependencies')
+                wait([st]); held = [st]                                # no more than a few chunks sent ahead
             bar.update(m)
         return _drift_end(st.result())                                 # its warnings are raised here
 
