@@ -91,9 +91,10 @@ def run_demo(out,                     # the folder for the results file and the 
     _say(progress, 'saving the results and the figures')
     t1 = time.perf_counter()
     paths = dict(results=res.save(out / 'results.h5', overwrite=True))
-    paths.update(save_figures(res, out, movie=movie, truth=truth, class_names=class_names(res, truth), overwrite=True))
+    sc = score(res, truth)
+    paths.update(save_figures(res, out, movie=movie, truth=truth, class_names=class_names(res, scores=sc), overwrite=True))
     _say(progress, f'saved in {time.perf_counter() - t1:.1f} s')
-    return res, score(res, truth), paths
+    return res, sc, paths
 
 # %% ../nbs/12_cli.ipynb #6e262e23
 _CLI_SKIP = ('movie', 'model', 'progress', 'client')

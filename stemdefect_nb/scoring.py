@@ -87,8 +87,9 @@ def score(results:Results,   # an analysis of a synthetic movie
 
 # %% ../nbs/10_scoring.ipynb #ff3360be
 def class_names(results:Results,   # an analysis of a synthetic movie
-                truth,             # its `synth.Truth`
+                truth=None,        # its `synth.Truth` (not needed when `scores` is given)
+                scores:Score|None=None, # `score(results, truth)` when already computed: not scored again
                ) -> list:
     "'mostly <kind>' for each class 1..n (from `score`'s class_kind; '' for a class that matches no true defect)."
-    ck = score(results, truth).class_kind
+    ck = (scores or score(results, truth)).class_kind
     return [f'mostly {ck[k]}' if k in ck else '' for k in range(1, len(results.class_averages) + 1)]
