@@ -4,7 +4,7 @@ For each movie: the label blobs, the share of them that lie on a visible defect 
 visible defects of frame 0 that a blob covers (recall, overall and per kind). No training: about a second a movie,
 so a candidate label rule can be measured on the tuning half before a whole panel run (`bench_accuracy.py`).
 
-  .venv/bin/python bench/label_quality.py ['{"k": 3.0, "n_frames": 2}'] [NAME ...]
+  [LQ_T=8] .venv/bin/python bench/label_quality.py ['{"k": 3.0, "n_frames": 2}'] [NAME ...]
 
 The JSON holds `fft.frame_labels` keywords. Without names: the tuning half (never tune on the held-out half).
 """
@@ -17,7 +17,7 @@ import scipy.ndimage as ndi
 def score(name, kw):
     from stemdefect_nb.synth import panel_movie
     from stemdefect_nb.fft import frame_labels
-    movie, truth = panel_movie(name, 3)
+    movie, truth = panel_movie(name, int(__import__("os").environ.get("LQ_T", 3)))
     lab = frame_labels(movie, **kw)
     f0 = truth.in_frame(0)
     blobs, n = ndi.label(lab, np.ones((3, 3)))

@@ -68,6 +68,7 @@ def run_demo(out,                     # the folder for the results file and the 
              n_frames:int=100,        # frames of the example movie
              size:int=512,            # its frame size, px
              seed:int=0,              # the example movie's random seed (and the analysis's)
+             epochs:int|None=None,    # training epochs (None: `analyze`'s default; fewer for a quick look on a slow laptop)
              max_seconds:float|None=None, # opt-in training guard, s (None: no limit; a limit makes the result machine-dependent)
              overwrite:bool=False,    # replace results and figures in a folder the demo did not make
              progress:bool=True,      # progress bars and a line per step
@@ -86,7 +87,8 @@ def run_demo(out,                     # the folder for the results file and the 
     _say(progress, f'example movie: {n_frames} frames of {size}x{size} px (seed {seed})')
     movie, truth = example_movie(n_frames, size, seed)
     t_movie = time.perf_counter() - t0
-    res = analyze(movie, max_seconds=max_seconds, seed=seed, progress=progress)
+    res = analyze(movie, max_seconds=max_seconds, seed=seed, progress=progress,
+                  **({} if epochs is None else dict(epochs=epochs)))
     res.timings = {'movie': round(t_movie, 3), **res.timings}
     _say(progress, 'saving the results and the figures')
     t1 = time.perf_counter()
@@ -154,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--frames', type=int, default=100, help=dd['n_frames'] + ' (default: %(default)s)')
     d.add_argument('--size', type=int, default=512, help=dd['size'] + ' (default: %(default)s)')
     d.add_argument('--seed', type=int, default=0, help=dd['seed'] + ' (default: %(default)s)')
+    d.add_argument('--epochs', type=int, default=None, help=dd['epochs'] + ' (default: %(default)s)')
     d.add_argument('--max-seconds', type=_cli_type(None, 'float|None'), default=None, help=dd['max_seconds'] + ' (default: %(default)s)')
     d.add_argument('--overwrite', action='store_true', help=dd['overwrite'])
     d.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -209,7 +212,8 @@ def _cmd_demo(a):
     if 'matplotlib.pyplot' not in sys.modules:
         import matplotlib; matplotlib.use('Agg')         # files only, no window
     t0 = time.perf_counter()
-    res, sc, paths = run_demo(a.out, a.frames, a.size, a.seed, a.max_seconds, a.overwrite, progress=not a.quiet)
+    res, sc, paths = run_demo(a.out, a.frames, a.size, a.seed, epochs=a.epochs, max_seconds=a.max_seconds,
+                              overwrite=a.overwrite, progress=not a.quiet)
     print(res.summary())
     print(f'results     {paths["results"]} ({paths["results"].stat().st_size / 2**20:.1f} MiB)')
     print('figures     ' + ' '.join(str(paths[n]) for n in FIGURES))

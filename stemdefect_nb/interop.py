@@ -157,9 +157,11 @@ def analyze_defects(defects:Defects,      # the defects with their patches (e.g.
     try: mr = suggest_maskratio(mean_frame(m, t0, min(p['label_frames'], T - t0))) if p['maskratio'] == 'auto' else p['maskratio']
     except ValueError: mr = 10                             # no lattice to measure: the switching step's own default
     N = len(defects)
-    start = Results(p, {}, _source_info(m), np.zeros((H, W), bool), None, dict(label_maskratio=mr), defects,
-                    np.zeros(N, np.int64), np.zeros((0, 2 * h, 2 * h)), np.zeros((T, 2)), np.full(N, -1, np.int64),
-                    np.zeros(0, TRACK_FIELDS), np.zeros(0, POOLED_FIELDS), None, None, None,
+    start = Results(params=p, versions={}, source=_source_info(m), label_map=np.zeros((H, W), bool), model_bytes=None,
+                    training=dict(label_maskratio=mr), defects=defects, classes=np.zeros(N, np.int64),
+                    class_averages=np.zeros((0, 2 * h, 2 * h)), drift=np.zeros((T, 2)), track=np.full(N, -1, np.int64),
+                    track_table=np.zeros(0, TRACK_FIELDS), diffusion=np.zeros(0, POOLED_FIELDS), transitions=None,
+                    deficit=None, switching=None,
                     messages=['extract: the defects were given (interop.analyze_defects): no network was trained or run, '
                               'and the extraction parameters in params are not what found them'])
     return resume(start, 'drift', movie=m, progress=progress)

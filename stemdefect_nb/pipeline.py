@@ -27,8 +27,8 @@ from .dynamics import (diffusion_coefficient, transition_matrix, Transitions, mo
                                     neighbour_deficit, switching_hmm, Switching)
 
 # %% auto #0
-__all__ = ['CHOICES', 'TRACK_FIELDS', 'POOLED_FIELDS', 'PIPELINE', 'STEPS', 'FORMAT', 'FORMAT_VERSION', 'FIGURES', 'MOVED',
-           'Results', 'analyze', 'Step', 'load_results', 'resume', 'save_figures']
+__all__ = ['CHOICES', 'TRACK_FIELDS', 'POOLED_FIELDS', 'STEP_FIELDS', 'PIPELINE', 'STEPS', 'FORMAT', 'FORMAT_VERSION', 'FIGURES',
+           'MOVED', 'Results', 'analyze', 'Step', 'load_results', 'resume', 'save_figures']
 
 # %% ../nbs/08_pipeline.ipynb #2334b90e
 def _model_lesson():
@@ -143,6 +143,9 @@ class Results:
         src = Path(self.source['name']).name if self.source.get('name') else 'an array'
         return (f'Results({len(self.defects)} defects in {T} frames of {H}x{W}, {len(self.class_averages)} classes, '
                 f'{len(self.track_table)} tracks of >= {self.params["min_track"]}; from {src})')
+
+# what the steps produce: the fields of `Results` other than how they were run (built by keyword from these names)
+STEP_FIELDS = tuple(f.name for f in fields(Results) if f.name not in ('params', 'versions', 'timings', 'messages'))
 
 # %% ../nbs/08_pipeline.ipynb #6cc5bf50
 def _auto_window(H, W):
@@ -592,9 +595,8 @@ def _run(movie, params, s, start, progress, previous=None) -> Results:
         timings[name] = round(time.perf_counter() - t0, 3)
     messages = [m for m in messages if not m.startswith('units:')] + _unit_notes(p['units'], p)
     p['calls'] = {k: calls[k] for k in calls}
-    res = Results(_plain(p), _versions(), s['source'], s['label_map'], s['model_bytes'], _plain(s['training']),
-                  s['defects'], s['classes'], s['class_averages'], s['drift'], s['track'], s['track_table'],
-                  s['diffusion'], s['transitions'], s['deficit'], s['switching'], timings, list(dict.fromkeys(messages)))
+    res = Results(params=_plain(p), versions=_versions(), timings=timings, messages=list(dict.fromkeys(messages)),
+                  **{k: _plain(s[k]) if k == 'training' else s[k] for k in STEP_FIELDS})
     if 'net' in s: res._model = s['net']
     if 'clusters' in s: res._clusters = s['clusters']
     return res
@@ -763,9 +765,11 @@ def load_results(path,            # a file written by `Results.save`
         sw = _get_dataclass(f['switching'], Switching) if 'switching' in f else None
         deficit = f['deficit'][()] if 'deficit' in f else None
         model = f['model/keras'][()].tobytes() if 'keras' in f['model'] else None
-        return Results(j['params'], j['versions'], j['source'], f['label_map'][()], model, j['training'], defects,
-                       t['class'].copy(), f['class_averages'][()], f['drift'][()], t['track'].copy(), f['tracks'][()],
-                       f['diffusion'][()], trans, deficit, sw, j['timings'], j['messages'])
+        return Results(params=j['params'], versions=j['versions'], source=j['source'], label_map=f['label_map'][()],
+                       model_bytes=model, training=j['training'], defects=defects, classes=t['class'].copy(),
+                       class_averages=f['class_averages'][()], drift=f['drift'][()], track=t['track'].copy(),
+                       track_table=f['tracks'][()], diffusion=f['diffusion'][()], transitions=trans, deficit=deficit,
+                       switching=sw, timings=j['timings'], messages=j['messages'])
 
 # %% ../nbs/08_pipeline.ipynb #4b653a5d
 def _same(a, b) -> bool:
@@ -815,11 +819,7 @@ def resume(results:Results,   # an analysis, in memory or from `load_results`
         if p['model'] is None:
             for k in ('window', 'step'): p[k] = changes.get(k)      # resolved again for the new training
     p.update(changes)
-    s = dict(_scale_state(chunk_frames, client),
-             source=results.source, label_map=results.label_map, model_bytes=results.model_bytes, training=results.training,
-             defects=results.defects, classes=results.classes, class_averages=results.class_averages, drift=results.drift,
-             track=results.track, track_table=results.track_table, diffusion=results.diffusion, transitions=results.transitions,
-             switching=results.switching)
+    s = dict(_scale_state(chunk_frames, client), **{k: getattr(results, k) for k in STEP_FIELDS if k != 'deficit'})
     if first > STEPS.index('extract'): s['deficit'] = results.deficit   # the same defects: the same measurements
     if step == 'predict': s['net'] = results.model
     if first <= STEPS.index('predict') or (step == 'drift' and p['drift'] == 'frames') or s.get('deficit') is None:

@@ -321,7 +321,7 @@ def test_console_script_error_exit_code(tmp_path):
 
 def test_demo_small(tmp_path, capsys):
     d = tmp_path / 'demo'
-    args = ('demo', '--out', d, '--frames', 6, '--size', 256, '--quiet')   # no clock: the whole schedule
+    args = ('demo', '--out', d, '--frames', 6, '--size', 256, '--epochs', 4, '--quiet')   # no clock; 4 epochs: the files, not the accuracy
     code, out, err = _cli(capsys, *args)
     assert code == 0, err
     names = sorted(p.name for p in d.iterdir())
@@ -333,7 +333,7 @@ def test_demo_small(tmp_path, capsys):
     assert _cli(capsys, *args)[0] == 0                                   # again: it replaces its own files
     # a folder with results the demo did not write is left alone
     other = tmp_path / 'other'; other.mkdir(); (other / 'results.h5').write_text('mine')
-    code, out, err = _cli(capsys, 'demo', '--out', other, '--frames', 6, '--size', 256, '--quiet')
+    code, out, err = _cli(capsys, 'demo', '--out', other, '--frames', 6, '--size', 256, '--epochs', 4, '--quiet')
     _one_line_error(code, err)
     assert (other / 'results.h5').read_text() == 'mine'
 
