@@ -15,7 +15,7 @@ from .io import Movie, as_frames
 __all__ = ['LATTICE_MIN', 'fft_disk', 'fft_mask', 'log_spectrum', 'lattice_model', 'lattice_period', 'suggest_maskratio',
            'lattice_strength', 'fft_subtract', 'border_band', 'suggest_thresholds', 'auto_thresholds', 'defect_map',
            'plot_defect_map', 'Coverage', 'map_coverage', 'drop_side_lobes', 'training_labels', 'mean_frame',
-           'label_min_size', 'frame_labels', 'FFTExplorer', 'explore_fft']
+           'label_min_size', 'Labels', 'frame_labels', 'FFTExplorer', 'explore_fft']
 
 # %% ../nbs/01_fft.ipynb #13aa8431
 def _freqs(n):
@@ -498,22 +498,51 @@ def label_min_size(img,          # a frame [H,W], a movie [T,H,W] or a `Movie`
     if not np.isfinite(P): raise ValueError('no lattice found (no Bragg spot stands out of the noise): give min_size in px.')
     return max(6, int(round(fraction * P * P)))
 
+@dataclass(eq=False)
+class Labels:
+    "`frame_labels`' record: the boolean map and every number that made it. numpy reads it as the map (`np.asarray(labels)`)."
+    map: np.ndarray    # bool [H,W]: True on the defect pixels
+    frame: int         # the frame the labels are for
+    n_frames: int      # frames averaged from `frame` on (`mean_frame`)
+    maskratio: float   # the FFT mask's ratio (`fft_subtract`)
+    k: float           # robust sigmas of the thresholds
+    low: float         # the 'auto' thresholds of the difference image at k (`auto_thresholds`)
+    high: float
+    min_size: int      # smallest blob kept, px
+
+    def __array__(self, dtype=None, copy=None): return self.map if dtype is None else self.map.astype(dtype)
+    def __getitem__(self, i): return self.map[i]
+    @property
+    def shape(self): return self.map.shape
+    @property
+    def ndim(self): return self.map.ndim
+    @property
+    def dtype(self): return self.map.dtype
+    @property
+    def fraction(self) -> float: return float(self.map.mean())
+    def __repr__(self):
+        return (f'Labels({self.fraction:.2%} of {self.shape[0]}x{self.shape[1]} px; frame {self.frame}, {self.n_frames} frames, '
+                f'maskratio {self.maskratio:g}, thresholds {self.low:.3f}/{self.high:.3f} (k={self.k:g}), min_size {self.min_size} px)')
+
 def frame_labels(img,              # a `Movie` or frames [T,H,W]
                  frame=0,          # the frame the labels are for (the training frame)
                  n_frames=2,       # average this many frames from `frame` on (`mean_frame`; fewer where the movie ends); 1: that frame alone
                  maskratio='auto', # the FFT mask (`fft_subtract`); 'auto': `suggest_maskratio` of the frames
                  k=3.5,            # `training_labels`: thresholds at median -/+ k robust sigma
                  min_size='auto',  # `training_labels`: smallest blob kept, px; 'auto': `label_min_size` of the lattice
-                ) -> np.ndarray:
-    "Lesson 03's training labels in one call: the mean of n frames, its FFT difference image, `training_labels` (boolean [H,W])."
-    u = as_frames(img, 'img')
+                ) -> Labels:
+    "Lesson 03's training labels in one call: the mean of n frames, its FFT difference image, `training_labels`; with the numbers used."
+    u = img if isinstance(img, Movie) else as_frames(img, 'img')   # a Movie is read frame by frame: only the n frames
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise ValueError(f'n_frames must be a whole number >= 1; got {n_frames!r}.')
     if not 0 <= frame < len(u): raise ValueError(f'frame must be a frame of the movie (0..{len(u) - 1}); got {frame}.')
-    m = mean_frame(u, frame, min(int(n_frames), len(u) - frame))
+    n = min(int(n_frames), len(u) - frame)
+    m = mean_frame(u, frame, n)
     mr = suggest_maskratio(m) if isinstance(maskratio, str) and maskratio == 'auto' else maskratio
     ms = label_min_size(m) if isinstance(min_size, str) and min_size == 'auto' else min_size
-    return training_labels(fft_subtract(m, mr), mr, k=k, min_size=ms)
+    diff = fft_subtract(m, mr)
+    low, high = auto_thresholds(diff, k)
+    return Labels(training_labels(diff, mr, k=k, min_size=ms), int(frame), n, mr, k, float(low), float(high), int(ms))
 
 
 # %% ../nbs/01_fft.ipynb #93b82ea9

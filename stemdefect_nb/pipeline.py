@@ -16,7 +16,7 @@ import h5py
 from . import __version__
 from .io import (Movie, as_frames, check_frames, load_movie, _write_atomic, RESULTS_FORMAT, array_frames,
                               check_chunk_frames, iter_chunks, _is_dask)
-from .fft import (fft_subtract, auto_thresholds, training_labels, mean_frame, suggest_maskratio,
+from .fft import (frame_labels, fft_subtract, auto_thresholds, training_labels, mean_frame, suggest_maskratio,
                                label_min_size, lattice_period, lattice_strength, LATTICE_MIN)
 from .labels import training_set, random_windows
 from .extract import Defects, extract_movie, extract_stream, MIN_BLOB_PX, _check_stream, _extract_chunk, _gather
@@ -387,14 +387,10 @@ def _model_bytes(net, settings) -> bytes:
 def _step_labels(s, p, c, progress):
     t, T = p['train_frame'], len(s['movie'])
     n = min(int(p['label_frames']), T - t)                         # fewer where the movie ends
-    mean = _call(c, mean_frame, s['movie'], t, n)
-    mr = _call(c, suggest_maskratio, mean) if p['maskratio'] == 'auto' else p['maskratio']
-    diff = _call(c, fft_subtract, mean, maskratio=mr)
-    low, high = _call(c, auto_thresholds, diff, k=p['label_k'])
-    ms = _call(c, label_min_size, mean) if p['label_min_size'] == 'auto' else p['label_min_size']
-    s['label_map'] = _call(c, training_labels, diff, maskratio=mr, k=p['label_k'], min_size=ms)
-    s['training'] = dict(label_low=low, label_high=high, label_fraction=float(s['label_map'].mean()), label_maskratio=mr,
-                         label_frames=n)
+    lab = _call(c, frame_labels, s['movie'], t, n, maskratio=p['maskratio'], k=p['label_k'], min_size=p['label_min_size'])
+    s['label_map'] = lab.map
+    s['training'] = dict(label_low=lab.low, label_high=lab.high, label_fraction=lab.fraction, label_maskratio=lab.maskratio,
+                         label_frames=lab.n_frames, label_min_size=lab.min_size)
 
 def _step_train(s, p, c, progress):
     m = _model_lesson()
@@ -548,7 +544,7 @@ class Step:
 
 PIPELINE = (
     Step('labels', _step_labels, ('train_frame', 'label_frames', 'maskratio', 'label_k', 'label_min_size'),
-         ('mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds', 'defect_map', 'training_labels')),
+         ('frame_labels',)),
     Step('train', _step_train, ('window', 'step', 'sampling', 'val_frac', 'epochs', 'max_seconds', 'seed', 'model'),
          ('training_set', 'random_windows', 'train_model')),
     Step('predict', _step_predict, (), ('predict_movie',)),

@@ -66,15 +66,15 @@ def test_analyze_fields_and_parameters(small):
     assert p['n_classes'] == 5 and p['train_frame'] == 0 and p['window'] == 64 and p['step'] == 32
     assert p['sampling'] == 'grid' and p['calls']['training_set']['step'] == 32
     assert p['px_nm'] == movie.px_nm and p['frame_s'] == movie.frame_s and p['model'] == dict(path=None, trained=True)
-    assert set(p['calls']) - {'neighbour_deficit'} == {'mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds', 'training_labels', 'training_set', 'train_model',
+    assert set(p['calls']) - {'neighbour_deficit'} == {'frame_labels', 'training_set', 'train_model',
                                'predict_movie', 'extract_movie', 'estimate_drift', 'cluster_defects', 'link',
                                'diffusion_coefficient', 'transition_matrix', 'moving_tracks', 'switching_hmm'}
     assert ('neighbour_deficit' in p['calls']) == bool(np.isfinite(r.deficit).any())   # only for moving tracks
     assert p['calls']['extract_movie'] == dict(threshold=0.5, min_size='auto', max_size=700, half=16)
     assert r.defects.params['min_size'] == 15                                 # 'auto': 0.18 * (fringe spacing)**2
-    assert p['calls']['mean_frame']['n'] == 2 and p['calls']['fft_subtract']['maskratio'] == 10   # 'auto': from the lattice
-    assert r.training['label_maskratio'] == 10 and r.training['label_frames'] == 2
-    assert p['calls']['training_labels']['min_size'] == 15                   # 'auto': 0.18 * (fringe spacing)**2
+    assert p['calls']['frame_labels'] == dict(frame=0, n_frames=2, maskratio='auto', k=3.5, min_size='auto')
+    assert r.training['label_maskratio'] == 10 and r.training['label_frames'] == 2   # 'auto': from the lattice
+    assert r.training['label_min_size'] == 15                                # 'auto': 0.18 * (fringe spacing)**2
     assert p['calls']['train_model']['learning_rate'] == 5e-3        # not an analyze parameter, recorded anyway
     assert p['calls']['link']['max_disp_nm'] == 0.7 and p['calls']['link']['memory'] == 2
     assert r.source['shape'] == [4, 256, 256] and r.versions['stemdefect_nb'] == pl.__version__
