@@ -30,7 +30,7 @@ test: $(VENV)/.installed-dev
 	$(PY) tools/check_sync.py
 	$(PY) tools/make_readme.py --check
 	$(BIN)/nbdev_test --n_workers 2 --timing
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # the heavy `#| slow` cells as well
 test-slow: $(VENV)/.installed-dev

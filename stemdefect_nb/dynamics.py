@@ -462,7 +462,8 @@ class Switching:
                 f'and {self.means[1]:.3g} ± {self.sds[1]:.2g})\n  high -> low: {r(0, 1)}\n  low -> high: {r(1, 0)}' + msg)
 
 def _hmm_arrays(seqs):
-    "Pad sequences (frames [n], values [n], rows [n]) to [S,L] arrays: values, frame gaps, mask, rows."
+    "Pad sequences (frames [n], values [n], rows [n]) to [S,L] arrays: values, frame gaps, mask, rows; the longest first."
+    seqs = sorted(seqs, key=lambda s: -len(s[1]))                # stable: at step t the sequences still running are rows :n_t
     S, L = len(seqs), max(len(v) for _, v, _ in seqs)
     V, G, M, R = np.zeros((S, L)), np.ones((S, L)), np.zeros((S, L), bool), np.full((S, L), -1, np.int64)
     for i, (f, v, r) in enumerate(seqs):
@@ -491,9 +492,10 @@ def _hmm_nll(th, V, G, M, lu):
     pi, P, le = _hmm_parts(th, V, G, lu)
     lP = np.log(np.maximum(P, 1e-300))
     la = np.log(pi) + le[:, 0]
+    n_t = M.sum(0)                                                # sequences still running at each step (rows :n_t, `_hmm_arrays`)
     for t in range(1, V.shape[1]):
-        nxt = _lse2(la[:, :, None] + lP[:, t], 1) + le[:, t]
-        la = np.where(M[:, t, None], nxt, la)
+        k = n_t[t]                                                # only those: a long movie has a few long tracks and many short
+        la[:k] = _lse2(la[:k, :, None] + lP[:k, t], 1) + le[:k, t]
     return -float(_lse2(la, 1).sum())
 
 def _hmm_posterior(th, V, G, M, lu):
@@ -503,10 +505,11 @@ def _hmm_posterior(th, V, G, M, lu):
     S, L = V.shape
     la = np.zeros((S, L, 2)); lb = np.zeros((S, L, 2))
     la[:, 0] = np.log(pi) + le[:, 0]
-    for t in range(1, L): la[:, t] = _lse2(la[:, t - 1, :, None] + lP[:, t], 1) + le[:, t]
+    n_t = M.sum(0)                                                # rows :n_t run at step t (`_hmm_arrays`)
+    for t in range(1, L): k = n_t[t]; la[:k, t] = _lse2(la[:k, t - 1, :, None] + lP[:k, t], 1) + le[:k, t]
     for t in range(L - 2, -1, -1):
-        nb = _lse2(lP[:, t + 1] + (le[:, t + 1] + lb[:, t + 1])[:, None, :], 2)
-        lb[:, t] = np.where(M[:, t + 1, None], nb, 0.0)
+        k = n_t[t + 1]
+        lb[:k, t] = _lse2(lP[:k, t + 1] + (le[:k, t + 1] + lb[:k, t + 1])[:, None, :], 2)
     g = la + lb
     return np.exp(g[..., 1] - _lse2(g, 2))
 
@@ -608,11 +611,11 @@ def plot_tracks(tracks,             # the tracks to draw (`Track`s, drift remove
                ):
     "Tracks in the plane coloured by class (left) and the D of each track and class with error bars (right): the figure."
     import matplotlib.pyplot as plt
-    from stemdefect_nb.trajectories import class_colours
+    from stemdefect_nb.cluster import class_color
     tracks = list(tracks)
     cls = dict(track_class) if isinstance(track_class, dict) else {t.id: int(k) for t, k in zip(tracks, track_class)}
     K = int(n_classes or max([0] + list(cls.values())))
-    cols = class_colours(list(range(1, K + 1)))
+    cols = {k: class_color(k) for k in range(1, K + 1)}
     px, unit = (px_nm, 'nm') if px_nm else (1.0, 'px')
     fig, axs = plt.subplots(1, 2, figsize=figsize)
     if frame is not None:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_extract.ipynb #b7828e87
 from __future__ import annotations
-import json, math
+import json, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -179,11 +179,16 @@ class Defects:
         d.dropped = np.where(np.isin(np.arange(self.n_frames), sel), self.dropped, 0)
         return d
 
-    def to_table(self) -> np.ndarray:
-        "A numpy structured array with fields frame, y, x, size (no patches)."
+    def table(self) -> np.ndarray:
+        "A numpy structured array with fields frame, y, x, size (no patches); `Results.table` adds class and track."
         t = np.empty(len(self), dtype=[('frame', 'i8'), ('y', 'f8'), ('x', 'f8'), ('size', 'i8')])
         t['frame'], t['y'], t['x'], t['size'] = self.frame, self.yx[:, 0], self.yx[:, 1], self.size
         return t
+
+    def to_table(self) -> np.ndarray:
+        "The old name of `table` (one name per concept, as `Results.table`); it goes in the next release."
+        warnings.warn('Defects.to_table() is now Defects.table(); this alias goes in the next release.', DeprecationWarning, stacklevel=2)
+        return self.table()
 
     def to_csv(self, path, overwrite=False) -> Path:
         "Write the table as CSV (header `frame,y,x,size`, parameters in a `#` comment line), atomically; returns the path."

@@ -16,8 +16,7 @@ import h5py
 from . import __version__
 from .io import (Movie, as_frames, check_frames, load_movie, _write_atomic, RESULTS_FORMAT, array_frames,
                               check_chunk_frames, iter_chunks, _is_dask)
-from .fft import (frame_labels, fft_subtract, auto_thresholds, training_labels, mean_frame, suggest_maskratio,
-                               label_min_size, lattice_period, lattice_strength, LATTICE_MIN)
+from .fft import frame_labels, lattice_period, lattice_strength, LATTICE_MIN
 from .labels import training_set, random_windows
 from .extract import Defects, extract_movie, extract_stream, MIN_BLOB_PX, _check_stream, _extract_chunk, _gather
 from .cluster import cluster_defects, Clusters
@@ -559,6 +558,8 @@ PIPELINE = (
 STEPS = tuple(s.name for s in PIPELINE)                               # the order of the steps
 _STEP_OF = {k: s.name for s in PIPELINE for k in s.params}            # analyze parameter -> the first step that reads it
 _CALL_STEP = {f: s.name for s in PIPELINE for f in s.calls}           # lesson call -> its step
+_CALL_STEP.update(dict.fromkeys(('mean_frame', 'suggest_maskratio', 'label_min_size', 'fft_subtract', 'auto_thresholds',
+                                 'defect_map', 'training_labels'), 'labels'))   # the calls of results files from before `frame_labels`' record
 _STEP_FNS = {s.name: s.run for s in PIPELINE}                         # step -> its function (tests replace entries)
 
 # %% ../nbs/08_pipeline.ipynb #4e6059d5

@@ -13,10 +13,10 @@ from .io import as_frames, frames_shape, iter_chunks
 from .extract import Defects, match_points
 
 # %% auto #0
-__all__ = ['WS2_A_NM', 'MOVED_TO_DYNAMICS', 'match_to_truth', 'class_colours', 'broom_plot', 'window_heatmap', 'plot_heatmap',
-           'Flow', 'roi_flows', 'brightest_spots', 'prediction_ellipse', 'seed_diffusion', 'plot_flows', 'plot_r_t',
-           'estimate_drift', 'correct_drift', 'link', 'Track', 'split_tracks', 'tracks_of_class', 'LinkScore',
-           'linking_accuracy', 'FlowExplorer', 'explore_flows']
+__all__ = ['WS2_A_NM', 'MOVED_TO_DYNAMICS', 'match_to_truth', 'broom_plot', 'window_heatmap', 'plot_heatmap', 'Flow', 'roi_flows',
+           'brightest_spots', 'prediction_ellipse', 'seed_diffusion', 'plot_flows', 'plot_r_t', 'estimate_drift',
+           'correct_drift', 'link', 'Track', 'split_tracks', 'tracks_of_class', 'LinkScore', 'linking_accuracy',
+           'FlowExplorer', 'explore_flows']
 
 # %% ../nbs/06_trajectories.ipynb #4f0c054a
 def match_to_truth(x,                # detections: a `Defects` or a pair (frame [N], yx [N,2]) in px
@@ -62,15 +62,10 @@ def _per_row(values, n, name='classes'):
     return v
 
 # %% ../nbs/06_trajectories.ipynb #d742f8af
-def class_colours(class_list) -> dict:
-    "A colour for each class label: `cluster.class_color` when that lesson is there, else tab10 by label (grey for <= 0)."
-    try:
-        from stemdefect_nb.cluster import class_color
-        return {k: class_color(k) for k in class_list}
-    except Exception:
-        import matplotlib.pyplot as plt
-        tab = plt.get_cmap('tab10').colors
-        return {k: ('0.6' if int(k) <= 0 else tab[(int(k) - 1) % 10]) for k in class_list}
+def _colours(class_list) -> dict:
+    "Lesson 05's `class_color` of each class label (grey for <= 0: no class)."
+    from stemdefect_nb.cluster import class_color
+    return {k: class_color(k) for k in class_list}
 
 def _units(px_nm, frame_s):
     "Scale factors and unit names for positions and times."
@@ -108,7 +103,7 @@ def broom_plot(x,                 # the defects: a `Defects` or (frame [N], yx [
         o = np.lexsort((f, tid))
         nxt = np.full(len(f), -1); same = tid[o[1:]] == tid[o[:-1]]
         nxt[o[:-1][same]] = o[1:][same]
-    cols = class_colours(np.unique(c[sel]))
+    cols = _colours(np.unique(c[sel]))
     for k in np.unique(c[sel]):
         r = np.flatnonzero(sel & (c == k))
         if track_ids is None or not len(r): a, b_t, b_yx = r, f[r] + 1, yx[r]
@@ -275,7 +270,7 @@ def plot_flows(flows,          # from `roi_flows`
     if ax is None: _, ax = plt.subplots(figsize=(6, 6))
     _check_units(px_nm, 1.0)
     allc = np.unique(np.concatenate([fl.classes for fl in flows])) if flows else []
-    cols = class_colours(allc)
+    cols = _colours(allc)
     seen = set()
     for i, fl in enumerate(flows):
         xy = fl.yx[:, ::-1] * px_nm
@@ -307,7 +302,7 @@ def plot_r_t(flows,         # from `roi_flows`
     _check_units(px_nm, frame_s)
     if ax is None: _, ax = plt.subplots(figsize=(7, 4))
     allc = np.unique(np.concatenate([fl.classes for fl in flows])) if flows else []
-    cols = class_colours(allc)
+    cols = _colours(allc)
     marks, seen = 'osD^v<>', set()
     for i, fl in enumerate(flows):
         r = np.hypot(*(fl.yx - np.asarray(fl.center)).T) * px_nm
@@ -697,4 +692,8 @@ def __getattr__(name):
         warnings.warn(f'stemdefect_nb.trajectories.{name} moved to stemdefect_nb.dynamics (lesson 07); '
                       f'import it from there: this alias goes in the next release.', DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module('stemdefect_nb.dynamics'), name)
+    if name == 'class_colours':                      # one name per concept: lesson 05's class_color
+        warnings.warn('stemdefect_nb.trajectories.class_colours(labels) is {k: stemdefect_nb.cluster.class_color(k) for k in labels}; '
+                      'this alias goes in the next release.', DeprecationWarning, stacklevel=2)
+        return _colours
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -148,7 +148,7 @@ def test_extract_movie_empty_and_full_frames():
     assert d.patch.shape == (1, 32, 32) and d.yx.shape == (1, 2)
     d = extract_movie(frames, np.zeros_like(probs), progress=False)
     assert len(d) == 0 and d.patch.shape == (0, 32, 32) and d.yx.shape == (0, 2) and d.counts().tolist() == [0, 0, 0]
-    assert len(d.to_table()) == 0
+    assert len(d.table()) == 0
 
 
 def test_extract_movie_bad_input():
@@ -182,12 +182,12 @@ def test_defects_slicing():
 def test_table_and_csv_round_trip(tmp_path):
     frames, probs, _, _ = small_movie()
     d = extract_movie(frames, probs, half=10, progress=False)
-    tab = d.to_table()
+    tab = d.table()
     assert tab.dtype.names == ('frame', 'y', 'x', 'size') and len(tab) == len(d)
     np.testing.assert_array_equal(tab['y'], d.yx[:, 0])
     path = d.to_csv(tmp_path / 'd.csv')
     back = Defects.from_csv(path, frames)
-    np.testing.assert_array_equal(back.to_table(), tab)               # exact: floats written with repr
+    np.testing.assert_array_equal(back.table(), tab)               # exact: floats written with repr
     np.testing.assert_array_equal(back.patch, d.patch)
     np.testing.assert_array_equal(back.dropped, d.dropped)
     assert back.params == d.params and back.n_frames == d.n_frames
