@@ -13,14 +13,15 @@ from .io import as_frames
 from .extract import Defects, detection_scores, moving_average
 
 # %% auto #0
-__all__ = ['FEATURE_DEFAULTS', 'DEFAULT_N_COMPONENTS', 'CLASS_COLORS', 'true_kinds', 'Aligned', 'align_patches', 'Features',
-           'patch_features', 'Dendrogram', 'plot_dendrogram', 'Scree', 'pca_scree', 'BicScan', 'bic_scan', 'Clusters',
-           'cluster_defects', 'class_color', 'show_classes', 'Agreement', 'cluster_agreement', 'show_clustered_frames',
-           'save_clustered_movie', 'class_counts', 'plot_class_counts', 'ClusterExplorer', 'explore_clusters']
+__all__ = ['FEATURE_DEFAULTS', 'DEFAULT_N_COMPONENTS', 'MAX_FIT', 'FIT_BLOCK', 'CLASS_COLORS', 'true_kinds', 'Aligned',
+           'align_patches', 'Features', 'patch_features', 'Dendrogram', 'plot_dendrogram', 'Scree', 'pca_scree',
+           'BicScan', 'bic_scan', 'Clusters', 'cluster_defects', 'class_color', 'show_classes', 'Agreement',
+           'cluster_agreement', 'show_clustered_frames', 'save_clustered_movie', 'class_counts', 'plot_class_counts',
+           'ClusterExplorer', 'explore_clusters']
 
 # %% ../nbs/05_cluster.ipynb #0353d85f
-def _as_patches(patches, name='patches') -> np.ndarray:
-    "The patch stack [N, h, w] as float64, checked: a `Defects` gives its `.patch`."
+def _as_patches(patches, name='patches', as_float=True) -> np.ndarray:
+    "The patch stack [N, h, w] as float64 (as_float=False: as it is), checked: a `Defects` gives its `.patch`."
     if isinstance(patches, Defects): patches = patches.patch
     a = np.asarray(patches)
     if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
@@ -35,7 +36,7 @@ def _as_patches(patches, name='patches') -> np.ndarray:
     if bad.any():
         raise ValueError(f'{int(bad.sum())} of the {len(a)} patches have NaN or infinite pixels (the first is patch '
                          f'{int(np.flatnonzero(bad)[0])}); drop them first: keep = np.isfinite(p).all(axis=(1, 2)).')
-    return a.astype(np.float64, copy=False)
+    return a.astype(np.float64, copy=False) if as_float else a
 
 def _n_distinct(a) -> int:
     "Number of different patches in the stack."
@@ -424,6 +425,37 @@ def _class_order(lab, n, averages, order):
     if order == 'intensity': return np.lexsort((np.arange(n), -counts, -centre))
     raise ValueError(f"order must be 'size' (largest class first) or 'intensity' (brightest centre first); got {order!r}.")
 
+MAX_FIT = 10000      # patches the default method fits its mixture on; more: an even sample of them (`cluster_defects`; 75 kB a patch)
+FIT_BLOCK = 4096     # patches featurised and assigned at a time beyond that
+
+def _cluster_sampled(raw, n_classes, n_components, covariance, n_init, features, order, seed, max_fit) -> Clusters:
+    "`cluster_defects` of more than max_fit patches: the fit on an even sample in content order, every patch assigned in blocks."
+    from sklearn.pipeline import Pipeline
+    N, h, w = raw.shape
+    pick = _canonical_order(raw)[np.linspace(0, N - 1, max_fit).round().astype(np.int64)]   # depends on the contents only
+    sub = raw[pick].astype(np.float64)
+    _check_classes(sub, n_classes)
+    feats = _feature_params(features)
+    with _threads('pca-gmm'):
+        p = _prepared(sub, n_components, seed, **feats)
+        gmm = _fit_gmm(_gmm(n_classes, covariance, n_init, seed), p.Y)
+        comp, shifts = np.empty(N, np.int64), np.empty((N, 2))
+        sums = np.zeros((n_classes, h, w))
+        for b in range(0, N, FIT_BLOCK):                            # memory: a block's features, not the whole set's
+            blk = raw[b:b + FIT_BLOCK].astype(np.float64)
+            f = patch_features(blk, reference=p.f.reference, **feats)
+            comp[b:b + len(blk)], shifts[b:b + len(blk)] = gmm.predict(p.pca.transform(f.X)), f.shifts
+            for c in range(n_classes): sums[c] += blk[comp[b:b + len(blk)] == c].sum(0)
+    n = np.bincount(comp, minlength=n_classes)
+    raw_avg = sums / np.maximum(n, 1)[:, None, None]
+    ordr = _class_order(comp, n_classes, raw_avg, order)
+    rank = np.empty(n_classes, np.int64); rank[ordr] = np.arange(n_classes)
+    labels = rank[comp] + 1
+    params = dict(n_classes=int(n_classes), n_components=int(p.pca.n_components_), covariance=covariance, n_init=int(n_init),
+                  **feats, order=order, seed=seed, n_patches=int(N), patch_shape=(h, w), n_fit=int(max_fit))
+    return Clusters(labels, Pipeline([('pca', copy.deepcopy(p.pca)), ('gmm', gmm)]), raw_avg[ordr],
+                    np.bincount(labels, minlength=n_classes + 1)[1:], 'pca-gmm', params, ordr, p.f.reference, shifts)
+
 def cluster_defects(patches,                # stack [N, h, w] (e.g. `defects.patch`) or a `Defects`
                     n_classes=5,            # number of classes (the seed's 5)
                     method='pca-gmm',       # 'pca-gmm' (default) or 'seed' (full GMM on raw pixels, as the seed)
@@ -435,10 +467,16 @@ def cluster_defects(patches,                # stack [N, h, w] (e.g. `defects.pat
                     window=3.0,             # px: Gaussian weight around the centre ('pca-gmm'; None: whole patch)
                     order='size',           # number the classes by 'size' (largest first) or 'intensity' (brightest centre first)
                     seed=0,                 # random seed of PCA and GMM
+                    max_fit:int=MAX_FIT,    # 'pca-gmm': more patches than this: fitted on an even sample of this many, all assigned in blocks
                    ) -> Clusters:
     "Sort the patches into `n_classes` classes with a Gaussian mixture; classes numbered 1..n reproducibly."
     from sklearn.pipeline import Pipeline
     _check_method(method)
+    if isinstance(max_fit, bool) or not isinstance(max_fit, (int, np.integer)) or max_fit < 2 * n_classes:
+        raise ValueError(f'max_fit must be a whole number of patches >= 2 * n_classes; got {max_fit!r}.')
+    if method == 'pca-gmm' and len(_as_patches(patches, as_float=False)) > max_fit:
+        return _cluster_sampled(_as_patches(patches, as_float=False), n_classes, n_components, covariance, n_init,
+                                dict(align=align, blur=blur, window=window), order, seed, int(max_fit))
     a = _as_patches(patches)
     _check_classes(a, n_classes)
     N, h, w = a.shape
