@@ -487,16 +487,35 @@ def _lse2(x, axis):
     a, b = np.moveaxis(x, axis, 0)
     return np.logaddexp(a, b)
 
+_LOG_EYE = np.array([[0.0, -np.inf], [-np.inf, 0.0]])   # the identity, as logs
+
+def _log_matmul(A, B):
+    "Products of 2x2 matrices held as logs [..., 2, 2]: log(exp(A) @ exp(B))."
+    return np.logaddexp(A[..., :, :1] + B[..., :1, :], A[..., :, 1:] + B[..., 1:, :])
+
 def _hmm_nll(th, V, G, M, lu):
-    "Minus the log-likelihood (forward algorithm in logs, all tracks at once)."
+    "Minus the log-likelihood, all tracks at once: sequences of similar length together (at most twice as long as the shortest)."
+    n = M.sum(1)
+    if np.any(np.diff(n) > 0):                                      # the longest first (as `_hmm_arrays` gives them)
+        o = np.argsort(-n, kind='stable'); V, G, M, n = V[o], G[o], M[o], n[o]
+    total, r0 = 0.0, 0
+    while r0 < len(n):
+        L = int(n[r0]); r1 = r0 + int(np.sum(n[r0:] > L // 2))
+        total += _hmm_block_ll(th, V[r0:r1, :L], G[r0:r1, :L], M[r0:r1, :L], lu)
+        r0 = r1
+    return -total
+
+def _hmm_block_ll(th, V, G, M, lu):
+    "The log-likelihood of sequences padded to one length: the forward algorithm as a product of per-step matrices, in pairs."
     pi, P, le = _hmm_parts(th, V, G, lu)
-    lP = np.log(np.maximum(P, 1e-300))
+    X = np.log(np.maximum(P[:, 1:], 1e-300)) + le[:, 1:, None, :]   # step t: from state i to j, times j's emission
+    X = np.where(M[:, 1:, None, None], X, _LOG_EYE)        # past a sequence's end: the identity
+    while X.shape[1] > 1:                                           # log2(L) rounds of vectorised products, not L Python steps
+        if X.shape[1] % 2: X = np.concatenate([X, np.broadcast_to(_LOG_EYE, (len(X), 1, 2, 2))], 1)
+        X = _log_matmul(X[:, 0::2], X[:, 1::2])
     la = np.log(pi) + le[:, 0]
-    n_t = M.sum(0)                                                # sequences still running at each step (rows :n_t, `_hmm_arrays`)
-    for t in range(1, V.shape[1]):
-        k = n_t[t]                                                # only those: a long movie has a few long tracks and many short
-        la[:k] = _lse2(la[:k, :, None] + lP[:k, t], 1) + le[:k, t]
-    return -float(_lse2(la, 1).sum())
+    if X.shape[1]: la = _lse2(la[:, :, None] + X[:, 0], 1)
+    return float(_lse2(la, 1).sum())
 
 def _hmm_posterior(th, V, G, M, lu):
     "Posterior probability of state 1 at every observation [S,L] (forward-backward in logs)."
