@@ -8,7 +8,7 @@ so a candidate label rule can be measured on the tuning half before a whole pane
 
 The JSON holds `fft.frame_labels` keywords. Without names: the tuning half (never tune on the held-out half).
 """
-import json, sys, warnings
+import json, os, sys, warnings
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -17,7 +17,7 @@ import scipy.ndimage as ndi
 def score(name, kw):
     from stemdefect_nb.synth import panel_movie
     from stemdefect_nb.fft import frame_labels
-    movie, truth = panel_movie(name, int(__import__("os").environ.get("LQ_T", 3)))
+    movie, truth = panel_movie(name, int(os.environ.get("LQ_T", 3)))
     lab = frame_labels(movie, **kw)
     f0 = truth.in_frame(0)
     blobs, n = ndi.label(lab, np.ones((3, 3)))

@@ -428,13 +428,25 @@ def _class_order(lab, n, averages, order):
 MAX_FIT = 10000      # patches the default method fits its mixture on; more: an even sample of them (`cluster_defects`; 75 kB a patch)
 FIT_BLOCK = 4096     # patches featurised and assigned at a time beyond that
 
+def _check_max_fit(max_fit, n_classes):
+    if isinstance(max_fit, bool) or not isinstance(max_fit, (int, np.integer)) or max_fit < 2 * n_classes:
+        raise ValueError(f'max_fit must be a whole number of patches >= 2 * n_classes; got {max_fit!r}.')
+
+def _numbered(comp, raw_avg, n_classes, order, model, method, params, reference=None, shifts=None) -> Clusters:
+    "The `Clusters` of mixture components `comp` [N] with raw class averages: classes numbered 1..n by `order`."
+    ordr = _class_order(comp, n_classes, raw_avg, order)
+    rank = np.empty(n_classes, np.int64); rank[ordr] = np.arange(n_classes)
+    labels = rank[comp] + 1
+    return Clusters(labels, model, raw_avg[ordr], np.bincount(labels, minlength=n_classes + 1)[1:], method, params, ordr,
+                    reference, shifts)
+
 def _cluster_sampled(raw, n_classes, n_components, covariance, n_init, features, order, seed, max_fit) -> Clusters:
     "`cluster_defects` of more than max_fit patches: the fit on an even sample in content order, every patch assigned in blocks."
     from sklearn.pipeline import Pipeline
     N, h, w = raw.shape
     pick = _canonical_order(raw)[np.linspace(0, N - 1, max_fit).round().astype(np.int64)]   # depends on the contents only
     sub = raw[pick].astype(np.float64)
-    _check_classes(sub, n_classes)
+    _check_classes(sub, n_classes); _check_max_fit(max_fit, n_classes)
     feats = _feature_params(features)
     with _threads('pca-gmm'):
         p = _prepared(sub, n_components, seed, **feats)
@@ -446,15 +458,11 @@ def _cluster_sampled(raw, n_classes, n_components, covariance, n_init, features,
             f = patch_features(blk, reference=p.f.reference, **feats)
             comp[b:b + len(blk)], shifts[b:b + len(blk)] = gmm.predict(p.pca.transform(f.X)), f.shifts
             for c in range(n_classes): sums[c] += blk[comp[b:b + len(blk)] == c].sum(0)
-    n = np.bincount(comp, minlength=n_classes)
-    raw_avg = sums / np.maximum(n, 1)[:, None, None]
-    ordr = _class_order(comp, n_classes, raw_avg, order)
-    rank = np.empty(n_classes, np.int64); rank[ordr] = np.arange(n_classes)
-    labels = rank[comp] + 1
+    raw_avg = sums / np.maximum(np.bincount(comp, minlength=n_classes), 1)[:, None, None]
     params = dict(n_classes=int(n_classes), n_components=int(p.pca.n_components_), covariance=covariance, n_init=int(n_init),
                   **feats, order=order, seed=seed, n_patches=int(N), patch_shape=(h, w), n_fit=int(max_fit))
-    return Clusters(labels, Pipeline([('pca', copy.deepcopy(p.pca)), ('gmm', gmm)]), raw_avg[ordr],
-                    np.bincount(labels, minlength=n_classes + 1)[1:], 'pca-gmm', params, ordr, p.f.reference, shifts)
+    return _numbered(comp, raw_avg, n_classes, order, Pipeline([('pca', copy.deepcopy(p.pca)), ('gmm', gmm)]), 'pca-gmm',
+                     params, p.f.reference, shifts)
 
 def cluster_defects(patches,                # stack [N, h, w] (e.g. `defects.patch`) or a `Defects`
                     n_classes=5,            # number of classes (the seed's 5)
@@ -472,13 +480,12 @@ def cluster_defects(patches,                # stack [N, h, w] (e.g. `defects.pat
     "Sort the patches into `n_classes` classes with a Gaussian mixture; classes numbered 1..n reproducibly."
     from sklearn.pipeline import Pipeline
     _check_method(method)
-    if isinstance(max_fit, bool) or not isinstance(max_fit, (int, np.integer)) or max_fit < 2 * n_classes:
-        raise ValueError(f'max_fit must be a whole number of patches >= 2 * n_classes; got {max_fit!r}.')
-    if method == 'pca-gmm' and len(_as_patches(patches, as_float=False)) > max_fit:
-        return _cluster_sampled(_as_patches(patches, as_float=False), n_classes, n_components, covariance, n_init,
-                                dict(align=align, blur=blur, window=window), order, seed, int(max_fit))
-    a = _as_patches(patches)
-    _check_classes(a, n_classes)
+    raw = _as_patches(patches, as_float=False)                   # checked once; float64 only where it is needed
+    if method == 'pca-gmm' and isinstance(max_fit, (int, np.integer)) and len(raw) > max_fit:
+        return _cluster_sampled(raw, n_classes, n_components, covariance, n_init, dict(align=align, blur=blur, window=window),
+                                order, seed, max_fit)
+    a = raw.astype(np.float64, copy=False)
+    _check_classes(a, n_classes); _check_max_fit(max_fit, n_classes)
     N, h, w = a.shape
     shifts = reference = None
     with _threads(method):
@@ -498,12 +505,8 @@ def cluster_defects(patches,                # stack [N, h, w] (e.g. `defects.pat
                           n_init=int(n_init), align=bool(align), blur=blur, window=window)
     lab = np.empty(N, np.int64); lab[idx] = comp
     raw_avg = np.stack([a[lab == c].mean(0) if (lab == c).any() else np.zeros((h, w)) for c in range(n_classes)])
-    ordr = _class_order(lab, n_classes, raw_avg, order)
-    rank = np.empty(n_classes, np.int64); rank[ordr] = np.arange(n_classes)
-    labels = rank[lab] + 1
     params.update(order=order, seed=seed, n_patches=int(N), patch_shape=(h, w))
-    return Clusters(labels, model, raw_avg[ordr], np.bincount(labels, minlength=n_classes + 1)[1:], method,
-                    params, ordr, reference, shifts)
+    return _numbered(lab, raw_avg, n_classes, order, model, method, params, reference, shifts)
 
 # %% ../nbs/05_cluster.ipynb #cc9cef89
 CLASS_COLORS = ('#e6194b', '#3cb44b', '#4363d8', '#ffe119', '#f032e6', '#42d4f4', '#f58231', '#911eb4',

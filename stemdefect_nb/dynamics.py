@@ -494,10 +494,8 @@ def _log_matmul(A, B):
     return np.logaddexp(A[..., :, :1] + B[..., :1, :], A[..., :, 1:] + B[..., 1:, :])
 
 def _hmm_nll(th, V, G, M, lu):
-    "Minus the log-likelihood, all tracks at once: sequences of similar length together (at most twice as long as the shortest)."
+    "Minus the log-likelihood, all tracks at once (`_hmm_arrays`' rows, the longest first), sequences of similar length together."
     n = M.sum(1)
-    if np.any(np.diff(n) > 0):                                      # the longest first (as `_hmm_arrays` gives them)
-        o = np.argsort(-n, kind='stable'); V, G, M, n = V[o], G[o], M[o], n[o]
     total, r0 = 0.0, 0
     while r0 < len(n):
         L = int(n[r0]); r1 = r0 + int(np.sum(n[r0:] > L // 2))
