@@ -178,11 +178,11 @@ class TimeBudget(keras.callbacks.Callback):
 
 # %% ../nbs/03_model.ipynb #5aa3911e
 def _check_xy(X, Y, name='X', n_classes=None):
-    "X as float32 [N,H,W,1] and Y as float32 one-hot [N,H,W,C], with errors that say what is wrong."
+    "X as float32 [N,H,W,channels] and Y as float32 one-hot [N,H,W,C], with errors that say what is wrong."
     X = np.asarray(X)
     if X.ndim == 3: X = X[..., None]
-    if X.ndim != 4 or X.shape[-1] != 1:
-        raise ValueError(f'{name} must be windows [N,H,W,1] (or [N,H,W]); got shape {X.shape}.')
+    if X.ndim != 4 or X.shape[-1] < 1:
+        raise ValueError(f'{name} must be windows [N,H,W,1] (or [N,H,W]; [N,H,W,c] for c input channels); got shape {X.shape}.')
     X = X.astype(np.float32, copy=False)
     if not np.isfinite(X).all(): raise ValueError(f'{name} contains NaN or inf values; clean the frames before training.')
     Y = np.asarray(Y)
@@ -260,7 +260,9 @@ def train_model(X,                      # training windows [N,H,W,1] (float32, s
     if (X_val is None) != (Y_val is None): raise ValueError('give both X_val and Y_val, or neither.')
     if X_val is not None and len(X_val): val = _check_xy(X_val, Y_val, 'X_val', n_classes)
     if schedule not in ('cosine', 'constant'): raise ValueError(f"schedule must be 'cosine' or 'constant'; got {schedule!r}.")
-    if model is None: model = defect_fcn(n_classes, filters=filters)
+    if model is None: model = defect_fcn(n_classes, filters=filters, input_shape=(None, None, X.shape[-1]))
+    elif model.input_shape[-1] != X.shape[-1]:
+        raise ValueError(f'the network takes {model.input_shape[-1]} input channel(s) but the windows have {X.shape[-1]}.')
     loss_fn = make_loss(loss, Y, defect_weight)
     lr = learning_rate if schedule == 'constant' else keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, int(epochs) * -(-len(X) // int(batch_size))), alpha=0.02)

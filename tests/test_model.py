@@ -145,6 +145,17 @@ def test_training_bad_input():
     with pytest.raises(ValueError, match='both'): train_model(X, L, X_val=X, epochs=1, verbose=0)
 
 
+def test_training_on_more_input_channels():
+    "Windows of c channels (e.g. a frame and its neighbours' mean) train a network of c input channels; a mismatch is named."
+    X, L = dots(8, size=32, seed=7)
+    X2 = np.stack([X, X[::-1]], -1)
+    model, hist = train_model(X2, L, epochs=1, batch_size=4, verbose=0)
+    assert model.input_shape[-1] == 2 and hist.recipe['epochs_run'] == 1
+    with pytest.raises(ValueError, match='takes 1 input channel'):
+        train_model(X2, L, epochs=1, verbose=0, model=defect_fcn(2))
+    with pytest.raises(ValueError, match='feeds 1'): predict_movie(model, X, progress=False)
+
+
 # ------------------------------------------------------------------ prediction
 def test_predict_equals_direct_call_on_padded_frame(trained):
     model, _ = trained
