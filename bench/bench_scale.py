@@ -2,7 +2,7 @@
 
 Writes a T-frame HxW float32 movie to an NPY file in a temporary folder (2000 x 512 x 512: 2 GB; deleted after),
 then, each in a fresh Python process so that the peak memory is that analysis's own:
-  1. `analyze(load_movie(npy, lazy=True), model=...)`, chunks of `--chunk-frames` (default: about 256 MB):
+  1. `analyze(load_movie(npy, lazy=True), model=...)`, chunks of `--chunk-frames` (default: about 128 MB):
      peak resident memory (goal: below 1.5 GB for 2000 x 512 x 512) and seconds per frame of predict + extract;
   2. the in-memory path on a smaller movie (its first `--small-frames` frames, loaded, one chunk), and the path
      before #18 (predict_movie of the whole movie in batches of 8, then extract_movie): seconds per frame
@@ -121,7 +121,7 @@ def main(argv=None):
     ap.add_argument('--frames', type=int, default=2000, help='frames of the big movie (default: %(default)s; 2 GB at 512x512)')
     ap.add_argument('--size', type=int, default=512, help='frame size, px (default: %(default)s)')
     ap.add_argument('--small-frames', type=int, default=100, help='frames of the in-memory and dask comparisons (default: %(default)s)')
-    ap.add_argument('--chunk-frames', default='None', help='chunk of the big movie (default: None, about 256 MB)')
+    ap.add_argument('--chunk-frames', default='None', help='chunk of the big movie (default: None, about 128 MB)')
     ap.add_argument('--compare-chunk', type=int, default=10, help='chunk of the smaller movie streamed and on dask (default: %(default)s)')
     ap.add_argument('--repeat', type=int, default=2, help='runs of each smaller-movie measurement; the fastest is shown (default: %(default)s)')
     ap.add_argument('--model', default=None, help='a .keras network (default: train one here, --epochs)')

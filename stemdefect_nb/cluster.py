@@ -38,10 +38,13 @@ def _as_patches(patches, name='patches', as_float=True) -> np.ndarray:
                          f'{int(np.flatnonzero(bad)[0])}); drop them first: keep = np.isfinite(p).all(axis=(1, 2)).')
     return a.astype(np.float64, copy=False) if as_float else a
 
-def _n_distinct(a) -> int:
-    "Number of different patches in the stack."
-    flat = np.ascontiguousarray(a.reshape(len(a), -1))
-    return len({r.tobytes() for r in flat})
+def _n_distinct(a, upto=None) -> int:
+    "Number of different patches in the stack; the count stops at `upto` (memory: the patches seen, not all of them)."
+    seen = set()
+    for r in a.reshape(len(a), -1):
+        seen.add(r.tobytes())
+        if upto is not None and len(seen) >= upto: break
+    return len(seen)
 
 def _check_classes(a, n_classes, what=None):
     "At least `n_classes` patches, and at least that many different ones (`what` names the request in messages)."
@@ -51,7 +54,7 @@ def _check_classes(a, n_classes, what=None):
     if len(a) < n_classes:
         raise ValueError(f'only {len(a)} defects (patches) for {what}: there must be at least as many defects as '
                          f'classes. Ask for fewer classes, or extract more defects (more frames, a lower threshold).')
-    d = _n_distinct(a)
+    d = _n_distinct(a, upto=max(2, n_classes))
     if d < max(2, n_classes):
         raise ValueError(f'only {d} different patches among the {len(a)} (the others are identical copies) for {what}: '
                          + (f'identical patches cannot be told apart. Ask for at most {d} classes, or check the '
@@ -68,11 +71,20 @@ def true_kinds(defects,           # detections: a `Defects` (or a tuple (frame [
     return np.where(s.pred_match >= 0, s.true_kind[np.maximum(s.pred_match, 0)], -1).astype(np.int64)
 
 # %% ../nbs/05_cluster.ipynb #a931dd4e
+_BLOCK = 1024   # patches whose FFT temporaries (~75 kB a patch) are held at once: memory bounded, the same numbers
+
+def _blocks(n): return (slice(b, b + _BLOCK) for b in range(0, n, _BLOCK))
+
 def _standardize(a) -> np.ndarray:
     "Each patch minus its mean, over its standard deviation (flat patches: minus the mean only)."
-    m = a.mean(axis=(1, 2), keepdims=True)
-    s = a.std(axis=(1, 2), keepdims=True)
-    return (a - m) / np.where(s > 0, s, 1.0)
+    out = None
+    for sl in _blocks(len(a)):
+        x = a[sl]
+        m, s = x.mean(axis=(1, 2), keepdims=True), x.std(axis=(1, 2), keepdims=True)
+        z = (x - m) / np.where(s > 0, s, 1.0)
+        if out is None: out = np.empty(a.shape, z.dtype)
+        out[sl] = z
+    return out
 
 def _phase(d, h, w) -> np.ndarray:
     "Fourier factors [N, h, w//2+1] that sample real patches at (y + dy, x + dx): their content moves by -d."
@@ -115,7 +127,8 @@ def _align(z, max_shift, n_iter, window, reference):
     if not 0 < max_shift < min(h, w) / 2: raise ValueError(f'max_shift must be in (0, {min(h, w) / 2}) px; got {max_shift}.')
     r = int(math.ceil(max_shift))
     W = _gauss_window(h, w, window)
-    F, FW = np.fft.rfft2(z), np.fft.rfft2(z * W)
+    F = np.empty((N, h, w // 2 + 1), complex)
+    for sl in _blocks(N): F[sl] = np.fft.rfft2(z[sl])
     d = np.zeros((N, 2))
     fixed = reference is not None
     if fixed:
@@ -123,10 +136,16 @@ def _align(z, max_shift, n_iter, window, reference):
         if reference.shape != (h, w): raise ValueError(f'reference is {reference.shape}; the patches are {(h, w)}.')
     for it in range(1 if fixed else max(1, int(n_iter))):
         if fixed: ref = reference
-        else: ref = z.mean(0) if it == 0 else np.fft.irfft2((F * _phase(d, h, w)).mean(0), s=(h, w))
-        cc = np.fft.irfft2(FW * np.conj(np.fft.rfft2(ref * W))[None], s=(h, w))
-        cc = np.fft.fftshift(cc, axes=(1, 2))[:, h // 2 - r:h // 2 + r + 1, w // 2 - r:w // 2 + r + 1]
-        d = _peak_offsets(cc, r)
+        elif it == 0: ref = z.mean(0)
+        else:                              # the mean of the shifted patches, summed row after row as numpy's mean does
+            acc = np.zeros(F.shape[1:], complex)
+            for sl in _blocks(N): acc = np.add.reduce(np.concatenate([acc[None], F[sl] * _phase(d[sl], h, w)]), 0)
+            ref = np.fft.irfft2(acc / N, s=(h, w))
+        R, new = np.conj(np.fft.rfft2(ref * W))[None], np.empty((N, 2))
+        for sl in _blocks(N):               # a block at a time: the cross-correlation maps of all patches never at once
+            cc = np.fft.irfft2(np.fft.rfft2(z[sl] * W) * R, s=(h, w))
+            new[sl] = _peak_offsets(np.fft.fftshift(cc, axes=(1, 2))[:, h // 2 - r:h // 2 + r + 1, w // 2 - r:w // 2 + r + 1], r)
+        d = new
     return d, ref, F
 
 def align_patches(patches,          # stack [N, h, w] (or a `Defects`)
@@ -167,14 +186,20 @@ def patch_features(patches,             # stack [N, h, w] (or a `Defects`)
     if not blur >= 0: raise ValueError(f'blur must be a width >= 0 in px (0: none); got {blur}.')
     z = _standardize(a)
     if align: shifts, ref, F = _align(z, 2.0, 3, 8.0, reference)
-    else: shifts, ref, F = np.zeros((N, 2)), None, np.fft.rfft2(z)
-    if align or blur:                      # shift and blur in one inverse FFT
-        F = F * _phase(shifts, h, w) if align else F
-        z = np.fft.irfft2(F * _blur_tf(h, w, blur) if blur else F, s=(h, w))
-    if window is not None:
-        cy, cx = _crop_half(h, window), _crop_half(w, window)
-        z = z[:, h // 2 - cy:h // 2 + cy, w // 2 - cx:w // 2 + cx] * _gauss_window(2 * cy, 2 * cx, window)
-    return Features(z.reshape(N, -1), shifts, ref, (h, w))
+    else: shifts, ref, F = np.zeros((N, 2)), None, None
+    tf = _blur_tf(h, w, blur) if blur else None
+    cy, cx = (_crop_half(h, window), _crop_half(w, window)) if window is not None else (h // 2, w // 2)
+    gw = _gauss_window(2 * cy, 2 * cx, window) if window is not None else None
+    X = None
+    for sl in _blocks(N):                  # a block of patches at a time: bounded FFT temporaries
+        x = z[sl]
+        if align or blur:                  # shift and blur in one inverse FFT
+            Fb = F[sl] * _phase(shifts[sl], h, w) if align else np.fft.rfft2(x)
+            x = np.fft.irfft2(Fb * tf if blur else Fb, s=(h, w))
+        if window is not None: x = x[:, h // 2 - cy:h // 2 + cy, w // 2 - cx:w // 2 + cx] * gw
+        if X is None: X = np.empty((N, x[0].size), x.dtype)
+        X[sl] = x.reshape(len(x), -1)
+    return Features(X, shifts, ref, (h, w))
 
 # %% ../nbs/05_cluster.ipynb #77459616
 DEFAULT_N_COMPONENTS = 12     # principal components of the default method
@@ -425,8 +450,8 @@ def _class_order(lab, n, averages, order):
     if order == 'intensity': return np.lexsort((np.arange(n), -counts, -centre))
     raise ValueError(f"order must be 'size' (largest class first) or 'intensity' (brightest centre first); got {order!r}.")
 
-MAX_FIT = 10000      # patches the default method fits its mixture on; more: an even sample of them (`cluster_defects`; 75 kB a patch)
-FIT_BLOCK = 4096     # patches featurised and assigned at a time beyond that
+MAX_FIT = 10000      # patches the default method fits its mixture on; more: an even sample of them (`cluster_defects`; ~45 kB a patch)
+FIT_BLOCK = 1024     # patches featurised and assigned at a time beyond that
 
 def _check_max_fit(max_fit, n_classes):
     if isinstance(max_fit, bool) or not isinstance(max_fit, (int, np.integer)) or max_fit < 2 * n_classes:
@@ -747,7 +772,7 @@ class ClusterExplorer:
         if frame is not None and len(np.asarray(frame)) != len(self.patches):
             raise ValueError(f'frame must give one frame number per patch ({len(self.patches)}); got {len(np.asarray(frame))}.')
         _check_classes(self.patches, n_classes)
-        k_max = int(min(k_max, _n_distinct(self.patches)))
+        k_max = int(min(k_max, _n_distinct(self.patches, upto=int(k_max))))
         self._fits = {}
         self.w_classes = W.IntSlider(value=int(n_classes), min=1, max=max(k_max, int(n_classes)), description='classes',
                                      continuous_update=False)

@@ -317,7 +317,7 @@ def extract_stream(frames,            # a `Movie` (lazy ones too), or frames [T,
                    min_size='auto',   # keep blobs with min_size < size (px) ...; 'auto': `blob_min_size` of the first frame
                    max_size=700,      # ... and size < max_size (px); None: no upper bound
                    half=16,           # patches are 2*half x 2*half px
-                   chunk_frames=None, # frames per chunk (None: `io.auto_chunk_frames`, about 256 MB); the result does not depend on it
+                   chunk_frames=None, # frames per chunk (None: `io.auto_chunk_frames`, about 128 MB); the result does not depend on it
                    progress=True,     # show a progress bar (it moves a chunk at a time)
                   ) -> Defects:
     "`extract_movie` of `predict`'s probabilities, made and dropped a chunk at a time: the movie is read once and never held whole."
@@ -336,8 +336,8 @@ def extract_stream(frames,            # a `Movie` (lazy ones too), or frames [T,
             if not np.isfinite(p).all():
                 raise ValueError(f'predict gave NaN or infinite probabilities for frames {t0}..{t0 + len(f) - 1}; check the network.')
             parts.append(_extract_chunk(f, p, t0, threshold, min_size, max_size, half))
-            del p
             bar.update(len(f))
+            del f, p                       # not held while the next chunk is read, nor while the parts are gathered
     return _gather(parts, shape, threshold, min_size, max_size, half, px_nm)
 
 # %% ../nbs/04_extract.ipynb #3a9b9511

@@ -368,7 +368,7 @@ def _lazy_norm(read, n, div, per_frame, floating, name):
     return dict(div=div, per_frame=False, lo=lo_all, rng=_safe_range(lo_all, hi.max() - lo_all, False, name))
 
 # %% ../nbs/00_io.ipynb #43a52093
-CHUNK_BYTES = 256 * 2**20   # the default chunk: about this much of float32 frames and probabilities (`auto_chunk_frames`)
+CHUNK_BYTES = 128 * 2**20   # the default chunk: about this much of float32 frames and probabilities (`auto_chunk_frames`)
 
 def _mmap_reader(a):
     "read(i) for a np.memmap [T,...]: a copy of frame i, whose pages the process then lets go (MADV_DONTNEED)."

@@ -19,7 +19,7 @@ from .io import (Movie, as_frames, check_frames, load_movie, _write_atomic, RESU
 from .fft import frame_labels, lattice_period, lattice_strength, LATTICE_MIN
 from .labels import training_set, random_windows
 from .extract import Defects, extract_movie, extract_stream, MIN_BLOB_PX, _check_stream, _extract_chunk, _gather
-from .cluster import cluster_defects, Clusters
+from .cluster import cluster_defects, Clusters, _n_distinct
 from .trajectories import (estimate_drift, link, split_tracks, tracks_of_class, WS2_A_NM, _max_step,
                                         _check_frames_drift, _drift_start, _drift_chunk, _drift_end)
 from .dynamics import (diffusion_coefficient, transition_matrix, Transitions, moving_tracks,
@@ -233,7 +233,7 @@ def analyze(movie,                       # a `Movie`, frames [T,H,W], or the pat
             min_track:int=10,            # diffusion per track for tracks of at least this many defects
             max_lag:int=2,               # diffusion: fit the MSD at lags 1..max_lag frames (lesson 07)
             seed:int=0,                  # random seed of the training, the clustering and the error bars
-            chunk_frames:int|None=None,  # frames read, predicted and extracted at a time (None: about 256 MB); the results do not depend on it
+            chunk_frames:int|None=None,  # frames read, predicted and extracted at a time (None: about 128 MB); the results do not depend on it
             client=None,                 # a dask.distributed Client: prediction, extraction and frame drift run on its workers (pip install "stemdefect_nb[dask]")
             progress:bool=True,          # progress bars and a line per step (on stderr)
            ) -> Results:
@@ -477,7 +477,7 @@ def _step_cluster(s, p, c, progress):
     d, K = s['defects'], int(p['n_classes'])
     s.pop('clusters', None)
     N, h = len(d), (2 * int(p['half']),) * 2 if d.patch.ndim != 3 else d.patch.shape[1:]
-    n_diff = len(np.unique(d.patch.reshape(N, -1), axis=0)) if N else 0
+    n_diff = _n_distinct(d.patch, upto=K) if N else 0    # counted up to K: not a sorted copy of every patch
     if N == 0:                                            # a result, not an error: nothing to sort
         warnings.warn('no defect was found: nothing to cluster (0 classes). Look at the detection (threshold, the '
                       'training frame, a longer training) if defects are there.')

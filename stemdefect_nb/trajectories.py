@@ -447,7 +447,7 @@ def estimate_drift(source,             # a `Movie` or frames [T,H,W]; or a `Defe
                    max_lag=10,         # defects: pair frames up to this far apart
                    fit=None,           # None: as measured; 'linear': the best straight line d = v t through 0
                    n_frames=None,      # defects given as (frame, yx): frames in the movie; None: last frame + 1
-                   chunk_frames=None,  # frames: read this many at a time (None: about 256 MB; `io.iter_chunks`); the drift does not depend on it
+                   chunk_frames=None,  # frames: read this many at a time (None: about 128 MB; `io.iter_chunks`); the drift does not depend on it
                   ) -> np.ndarray:
     "The sample drift of each frame relative to frame 0: float [T,2] (dy, dx) in px, drift[0] = (0, 0)."
     points = _is_points(source)
