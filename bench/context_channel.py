@@ -3,7 +3,8 @@
 Each frame t is given to the network with a second channel, the mean of its neighbours t-h..t+h (t left out), each
 shifted onto frame t (FFT cross-correlation, as lesson 01's `mean_frame`). The labels are lesson 01's `frame_labels` of
 the training frame (--labels frame), or those OR the labels of the mean of 2h+1 frames (--labels frame+mean, which
-marks the static vacancies that one frame's noise hides). Half 0 is today's one-channel default, for comparison in
+marks the static vacancies that one frame's noise hides), or --labels frame+confirmed: only the long mean's blobs
+that the training frame shows too (a dopant that hopped away leaves a blob in the long mean, not in the frame). Half 0 is today's one-channel default, for comparison in
 the same run. The training recipe is `analyze`'s (128-px windows every 64 px, 30 epochs, seed 0); extraction and
 scoring as lesson 04 / 10 (the visible kinds).
 
@@ -33,10 +34,23 @@ def neighbour_mean(frames, t, half):
     return (acc / n).astype(np.float32)
 
 
+def confirmed(frame, mean, blobs, maskratio, ratio=0.5):
+    """The blobs of the long mean's labels whose contrast frame t shows too: its mean difference over the blob, of the same
+    sign, at least `ratio` of the long mean's (a static vacancy: about 1; a dopant that hopped away: about 0)."""
+    from stemdefect_nb.fft import fft_subtract
+    lab, n = ndi.label(blobs, structure=np.ones((3, 3), bool))
+    if n == 0: return blobs
+    idx = np.arange(1, n + 1)
+    df = np.asarray(ndi.mean(fft_subtract(frame, maskratio), lab, idx))
+    dm = np.asarray(ndi.mean(fft_subtract(mean, maskratio), lab, idx))
+    ok = np.concatenate([[False], df / np.where(dm == 0, np.inf, dm) >= ratio])
+    return ok[lab]
+
+
 def run(name, half, labels):
     from stemdefect_nb.synth import panel_movie
     from stemdefect_nb.scoring import detection_scores
-    from stemdefect_nb.fft import frame_labels
+    from stemdefect_nb.fft import frame_labels, mean_frame
     from stemdefect_nb.labels import training_set, normalize_frames
     from stemdefect_nb.model import train_model, net_multiple, _pad_to
     from stemdefect_nb.extract import extract_movie
@@ -46,8 +60,12 @@ def run(name, half, labels):
     t0 = time.perf_counter()
     tf = min(half, T - 1 - half)                                   # a training frame with neighbours on both sides
     L = np.asarray(frame_labels(movie, frame=tf))
-    if half and labels == 'frame+mean':
-        L = L | np.asarray(frame_labels(movie, frame=tf - half, n_frames=2 * half + 1))
+    if half and labels in ('frame+mean', 'frame+confirmed'):
+        Lm = frame_labels(movie, frame=tf - half, n_frames=2 * half + 1)
+        keep = np.asarray(Lm)
+        if labels == 'frame+confirmed':                            # only the long mean's blobs that frame tf shows too
+            keep = confirmed(fr[tf], mean_frame(movie, tf - half, 2 * half + 1), keep, Lm.maskratio)
+        L = L | keep
     win = 128 if min(H, W) >= 512 else min(H, W) // 4
     cut = lambda img: training_set(img, L, window=win, step=win // 2, val_frac=0.0, seed=0)[:2]
     X, Y = cut(fr[tf].astype(np.float32))
@@ -68,7 +86,7 @@ def run(name, half, labels):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--half', nargs='*', type=int, default=[0, 2])
-    ap.add_argument('--labels', nargs='*', default=['frame+mean'], choices=('frame', 'frame+mean'))
+    ap.add_argument('--labels', nargs='*', default=['frame+mean'], choices=('frame', 'frame+mean', 'frame+confirmed'))
     ap.add_argument('--only', nargs='*', default=None)
     a = ap.parse_args(argv)
     warnings.simplefilter('ignore')
