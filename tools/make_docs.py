@@ -3,6 +3,7 @@
     python tools/make_docs.py                 # every lesson at full scale -> _docs/*.html and _docs/index.html
     python tools/make_docs.py --small         # at test scale (IN_TEST=1, as nbdev_test runs them): minutes, not tens of minutes
     python tools/make_docs.py --only 01_fft   # some lessons only (the index still lists them all)
+    python tools/make_docs.py --small --jobs 2  # two lessons at a time (each in its own Python)
 
 Each lesson runs top to bottom in a fresh Python started in nbs/ (execnb's CaptureShell, what nbdev_test
 runs), so its figures are the ones a student sees after Run All; the `#| slow` checks stay off (`RUN_SLOW`).
@@ -10,7 +11,7 @@ A cell that raises stops that lesson and the script exits 1, naming it. Figures 
 (base64), and images the markdown links (`images/...`) are copied next to the pages, so `_docs/` can be
 opened from disk or served as it is. Exits 0 when every page was written.
 """
-import argparse, base64, html, json, os, re, shutil, sys, time
+import argparse, html, os, re, shutil, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,7 @@ def main(argv=None):
     ap.add_argument('--small', action='store_true', help='run the lessons at test scale (IN_TEST=1)')
     ap.add_argument('--only', nargs='*', default=None, help='lesson names (e.g. 01_fft) to execute; default: all')
     ap.add_argument('--timeout', type=int, default=600, help='seconds a cell may take (default 600)')
+    ap.add_argument('--jobs', type=int, default=1, help='lessons executed at once (default 1; each is its own Python)')
     ap.add_argument('--nbs', default=str(NBS), help=argparse.SUPPRESS)      # the lessons' folder (tests use another)
     ap.add_argument('--_one', nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -111,23 +113,25 @@ def main(argv=None):
     import nbformat
     rows, failed = [], []
     for p in all_:
-        nb = nbformat.read(p, as_version=4)
-        title, summary = title_and_summary(nb)
+        title, summary = title_and_summary(nbformat.read(p, as_version=4))
         rows.append((p.stem, f'{p.stem}.html', title, summary))
-        if p not in todo: continue
-        try:
-            nb, sec = execute(p, a.small, a.timeout)
-        except Exception as e:                                # a cell raised: nbclient stops there
-            failed.append(f'{p.name}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}')
-            print(f'{p.stem:18s} FAILED', flush=True); continue
-        bad = errors(nb)
-        if bad: failed.append(f'{p.name}: ' + '; '.join(bad)); continue
-        for img in linked_images(nb):
-            src = nbs / img
-            if src.is_file(): (out / img).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, out / img)
-        tmp = out / f'.{p.stem}.html.tmp'
-        tmp.write_text(to_html(nb), encoding='utf-8'); os.replace(tmp, out / f'{p.stem}.html')   # never a half page
-        print(f'{p.stem:18s} {sec:6.1f} s, {n_figures(nb)} figures', flush=True)
+    def run(p):                                               # each lesson in its own Python: threads only wait for them
+        try: return execute(p, a.small, a.timeout) + (None,)
+        except Exception as e: return None, None, e           # a cell raised: nbclient stops there
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        for p, (nb, sec, e) in zip(todo, pool.map(run, todo)):   # in the lessons' order, each as soon as it is done
+            if e is not None:
+                failed.append(f'{p.name}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}')
+                print(f'{p.stem:18s} FAILED', flush=True); continue
+            bad = errors(nb)
+            if bad: failed.append(f'{p.name}: ' + '; '.join(bad)); continue
+            for img in linked_images(nb):
+                src = nbs / img
+                if src.is_file(): (out / img).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, out / img)
+            tmp = out / f'.{p.stem}.html.tmp'
+            tmp.write_text(to_html(nb), encoding='utf-8'); os.replace(tmp, out / f'{p.stem}.html')   # never a half page
+            print(f'{p.stem:18s} {sec:6.1f} s, {n_figures(nb)} figures', flush=True)
     (out / 'index.html').write_text(index_page(rows, a.small), encoding='utf-8')
     print(f'index              {out / "index.html"}')
     if failed:
