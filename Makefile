@@ -38,7 +38,7 @@ test-slow: $(VENV)/.installed-dev
 
 # the course as static HTML pages with their figures: every lesson executed at full scale -> _docs/index.html
 docs: $(VENV)/.installed-dev
-	$(PY) tools/make_docs.py
+	$(PY) tools/make_docs.py --jobs 2
 
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab nbs/
