@@ -1,14 +1,15 @@
 """A lever for the faint kinds (#15): a network that sees time, as a second input channel.
 
 Each frame t is given to the network with a second channel, the mean of its neighbours t-h..t+h (t left out), each
-shifted onto frame t (FFT cross-correlation, as lesson 01's `mean_frame`). The labels are lesson 01's `frame_labels` of
-the training frame (--labels frame), or those OR the labels of the mean of 2h+1 frames (--labels frame+mean, which
-marks the static vacancies that one frame's noise hides), or --labels frame+confirmed: only the long mean's blobs
-that the training frame shows too (a dopant that hopped away leaves a blob in the long mean, not in the frame). Half 0 is today's one-channel default, for comparison in
-the same run. The training recipe is `analyze`'s (128-px windows every 64 px, 30 epochs, seed 0); extraction and
-scoring as lesson 04 / 10 (the visible kinds).
+shifted onto frame t (FFT cross-correlation, as lesson 01's `mean_frame`, which averages from its first frame on and
+so cannot give a centred mean without t). The labels are lesson 01's `frame_labels` of the training frame
+(--labels frame), or those OR the labels of the mean of 2h+1 frames (--labels frame+mean, which marks the static
+vacancies that one frame's noise hides), or --labels frame+confirmed: of the long mean's blobs only those that the
+training frame shows too (a dopant that hopped away leaves a blob in the long mean, not in the frame). Half 0 is
+today's one-channel default, for comparison in the same run. The training recipe is `analyze`'s (128-px windows
+every 64 px, 30 epochs, seed 0); extraction and scoring as lessons 04 and 10 (the visible kinds).
 
-  .venv/bin/python bench/context_channel.py [--half 0 2 ...] [--labels frame frame+mean] [--only NAME ...]
+  .venv/bin/python bench/context_channel.py [--half 0 2 ...] [--labels frame frame+mean frame+confirmed] [--only NAME ...]
 
 Tuning half of the panel only (the held-out half is for reporting). About 40 s per movie and setting on 2 cores.
 """

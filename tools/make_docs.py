@@ -125,7 +125,9 @@ def main(argv=None):
                 failed.append(f'{p.name}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}')
                 print(f'{p.stem:18s} FAILED', flush=True); continue
             bad = errors(nb)
-            if bad: failed.append(f'{p.name}: ' + '; '.join(bad)); continue
+            if bad:
+                failed.append(f'{p.name}: ' + '; '.join(bad))
+                print(f'{p.stem:18s} FAILED', flush=True); continue
             for img in linked_images(nb):
                 src = nbs / img
                 if src.is_file(): (out / img).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, out / img)
